@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Refresh the vendored widget JavaScript in book/_widgets/ from the npm registry.
+# Needs node/npm and network; the results are committed so that building the book needs neither.
+# Usage: bash book/_widgets/vendor.sh   (from anywhere)
+set -euo pipefail
+HTML_MANAGER=@jupyter-widgets/html-manager@1.0.15   # 1.0.x reads ipywidgets 8.1 widget state
+REQUIREJS=requirejs@2.3.8
+
+here="$(cd "$(dirname "$0")" && pwd)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+npm pack --silent "$HTML_MANAGER" "$REQUIREJS" >/dev/null
+mkdir hm rjs
+tar -xzf jupyter-widgets-html-manager-*.tgz -C hm
+tar -xzf requirejs-*.tgz -C rjs
+
+cp rjs/package/require.js "$here/require.js"
+cp hm/package/dist/embed-amd.js "$here/embed-amd.js"
+# embed-amd.js loads its Font Awesome fonts (hashed names) relative to the page; keep only woff2,
+# which every browser that runs the widgets supports.
+rm -f "$here"/*.woff2
+cp hm/package/dist/*.woff2 "$here/"
+ls -l "$here"

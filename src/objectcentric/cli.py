@@ -1,0 +1,76 @@
+"""Command line: ``python -m objectcentric <command>``.
+
+    prepare-data                       put MNIST where torchvision reads it (offline first)
+    train vae --latent-dim 50          train a chapter's model at full settings, resumable
+    ship vae RUN --latent-dim 50       copy a trained run into checkpoints/ and the manifest
+"""
+
+import argparse
+from pathlib import Path
+
+from . import checkpoints
+from .data import prepare_mnist
+from .provenance import current_command, device_description, git_commit, provenance
+
+
+def _train_vae(args) -> None:
+    from .experiments.vae import train_vae
+
+    run = Path(args.checkpoint or f"runs/vae_z{args.latent_dim}.pt")
+    model, result = train_vae(
+        args.latent_dim, quick=args.quick, epochs=args.epochs, checkpoint=run,
+        seed=args.seed, device=args.device, progress="terminal",
+    )
+    device = next(model.parameters()).device
+    # Provenance travels inside the run, so that `ship` can list it in the manifest later.
+    payload = checkpoints.read_checkpoint(run)
+    payload["provenance"] = provenance(seed=args.seed, wall_time_s=result.wall_time_s, device=device)
+    checkpoints.save_checkpoint(run, {k: v for k, v in payload.items() if k not in ("format", "format_version")})
+    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {device_description(device)}).")
+
+
+def _ship(args) -> None:
+    from .experiments.vae import checkpoint_name
+
+    payload = checkpoints.read_checkpoint(args.run)
+    destination = checkpoints.checkpoint_dir() / checkpoint_name(args.latent_dim)
+    checkpoints.export_checkpoint(args.run, destination)
+    final = payload["history"][-1]
+    metrics = {k: round(v, 4) for k, v in final.items() if k.startswith("val_")}
+    metrics["epochs"] = final["epoch"]
+    info = payload.get("provenance") or {"command": "unknown", "commit": git_commit()}
+    entry = checkpoints.record_in_manifest(destination, info, metrics)
+    print(f"Shipped {destination} ({entry['bytes'] / 1e6:.1f} MB), listed in manifest.json; by: {current_command()}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="objectcentric", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("prepare-data", help="make MNIST available offline")
+    data.add_argument("--root", help="data folder (default: $OBJECTCENTRIC_DATA or <project>/data)")
+    data.set_defaults(run=lambda a: prepare_mnist(a.root))
+
+    train = commands.add_parser("train", help="train a model at full settings")
+    train.add_argument("model", choices=["vae"])
+    train.add_argument("--latent-dim", type=int, default=50)
+    train.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    train.add_argument("--checkpoint", help="training checkpoint, resumed if it exists (default runs/vae_z<d>.pt)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    train.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
+    train.set_defaults(run=_train_vae)
+
+    ship = commands.add_parser("ship", help="export a run to checkpoints/ and list it in the manifest")
+    ship.add_argument("model", choices=["vae"])
+    ship.add_argument("run", help="training checkpoint written by `train`")
+    ship.add_argument("--latent-dim", type=int, default=50)
+    ship.set_defaults(run=_ship)
+
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

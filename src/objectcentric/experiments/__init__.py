@@ -1,0 +1,1 @@
+"""Recipes: the settings and training calls behind each chapter, shared by notebooks and the CLI."""

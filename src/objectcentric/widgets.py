@@ -1,0 +1,233 @@
+"""Widgets that let the reader play with a trained model (Chapter 1, VAE).
+
+Chapter 1 introduces them on the VAE; Chapter 2 (beta-VAE) reuses
+:func:`latent_traversal` for its traversals and Chapter 6 (AIR) reuses
+:func:`frame_slider` for attention crops.
+
+The same widget has to work in two places: in a live kernel, and in the
+rendered book, where there is no kernel. So every frame is decoded in advance
+and the slider is linked to the frames *in the browser* (``jslink``): moving it
+only changes which precomputed image is shown. Only the optional "combined"
+image of :func:`latent_traversal` needs Python, and it says so.
+
+nbclient stores every widget alive at the end of a notebook in the page, so
+frames live only in the widgets shown, as small PNGs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+from PIL import Image as PILImage  # pillow is a dependency of matplotlib
+
+__all__ = ["to_png", "frame_slider", "latent_traversal", "FrameSlider", "LatentTraversal"]
+
+# Decoders end in a sigmoid, so float round-off may step just outside [0, 1].
+_TOLERANCE = 1e-5
+
+
+def _as_numpy(x) -> np.ndarray:
+    """A numpy array from a numpy array or a torch tensor (detached, on the CPU)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _check_image(image, what: str = "image") -> np.ndarray:
+    """Return ``image`` as (H, W) or (H, W, 3) floats in [0, 1], or raise ValueError."""
+    arr = _as_numpy(image)
+    if arr.ndim == 3 and arr.shape[0] == 1:  # (1, H, W): a conv decoder's single channel
+        arr = arr[0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"{what} must have shape (H, W) or (H, W, 3), got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty (shape {arr.shape})")
+    lo, hi = np.nanmin(arr), np.nanmax(arr)
+    if np.isnan(arr).any() or lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
+        raise ValueError(
+            f"{what} values must lie in [0, 1] (got min {lo:.3g}, max {hi:.3g}, "
+            f"NaN: {bool(np.isnan(arr).any())}); apply a sigmoid or rescale first"
+        )
+    return np.clip(arr, 0.0, 1.0)
+
+
+def to_png(image, scale: int = 3) -> bytes:
+    """PNG bytes of a (H, W) or (H, W, 3) image in [0, 1], upscaled ``scale`` times.
+
+    Nearest-neighbour upscaling keeps the pixels of a 28 x 28 digit sharp
+    instead of letting the browser blur them (Chapter 1, VAE).
+    """
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    arr = _check_image(image)
+    arr = np.repeat(np.repeat(arr, int(scale), axis=0), int(scale), axis=1)
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.round(arr * 255).astype(np.uint8)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+class FrameSlider(widgets.HBox):
+    """A slider showing one of several precomputed frames (Chapter 1, VAE).
+
+    Build it with :func:`frame_slider`. The browser only sees an ``HBox``;
+    ``slider``, ``stack`` and ``link`` are kept here for tests and callers.
+    """
+
+    def __init__(self, slider, stack, link, **kwargs):
+        super().__init__(children=[stack, slider], **kwargs)
+        self.slider, self.stack, self.link = slider, stack, link
+
+
+def frame_slider(
+    frames,
+    values,
+    description: str = "",
+    readout_format: str = ".1f",
+    initial=None,
+    scale: int = 3,
+) -> FrameSlider:
+    """A slider over ``values`` that shows the matching image of ``frames`` (Chapter 1, VAE).
+
+    ``frames`` are images as for :func:`to_png`, one per value. The slider's
+    index is linked to a ``Stack`` of ``Image`` widgets with ``jslink``, so it
+    works in a kernel and in the static book alike. A ``SelectionSlider`` is
+    used because its ``index`` is an integer that ``jslink`` can copy into
+    ``Stack.selected_index`` while its readout still shows the value.
+    ``initial`` is a value; the slider starts at the nearest one (default: first).
+    """
+    frames, values = list(frames), [float(v) for v in values]
+    if len(frames) != len(values):
+        raise ValueError(f"frame_slider needs one frame per value: got {len(frames)} frames "
+                         f"and {len(values)} values")
+    if not frames:
+        raise ValueError("frame_slider needs at least one frame")
+    images = [widgets.Image(value=to_png(f, scale), format="png") for f in frames]
+    index = 0 if initial is None else int(np.argmin(np.abs(np.asarray(values) - float(initial))))
+    stack = widgets.Stack(children=images, selected_index=index)
+    stack.add_class("oc-frames")
+    slider = widgets.SelectionSlider(
+        options=[(format(v, readout_format), v) for v in values],
+        index=index,
+        description=description,
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="260px"),
+    )
+    link = widgets.jslink((slider, "index"), (stack, "selected_index"))
+    box = FrameSlider(slider, stack, link, layout=widgets.Layout(align_items="center"))
+    box.add_class("oc-frame-slider")
+    return box
+
+
+class LatentTraversal(widgets.VBox):
+    """Rows of latent traversals, one latent per row (Chapter 1, VAE; reused in Chapter 2).
+
+    Build it with :func:`latent_traversal`. ``rows`` are the :class:`FrameSlider`
+    widgets in display order, ``latents`` their latent indices and ``combined``
+    the live image (``None`` when ``live=False``).
+    """
+
+    def __init__(self, children, rows, latents, combined, **kwargs):
+        super().__init__(children=children, **kwargs)
+        self.rows, self.latents, self.combined = rows, latents, combined
+
+
+def _row_labels(labels, rows: Sequence[int], d: int) -> list[str]:
+    """Labels by latent index (a length-``d`` sequence or a mapping); ``z[i]`` by default."""
+    if labels is None:
+        return [f"z[{i}]" for i in rows]
+    if isinstance(labels, Mapping):
+        return [str(labels.get(i, f"z[{i}]")) for i in rows]
+    if len(labels) != d:
+        raise ValueError(f"labels must have one entry per latent (d={d}), indexed by latent, "
+                         f"or be a mapping {{latent: label}}; got {len(labels)} entries")
+    return [str(labels[i]) for i in rows]
+
+
+def latent_traversal(
+    decode: Callable,
+    base,
+    latent_order,
+    values=None,
+    max_latents: int = 8,
+    labels=None,
+    scale: int = 3,
+    live: bool = True,
+) -> LatentTraversal:
+    """Traverse the most important latents of a decoder, one slider per latent (Chapter 1, VAE).
+
+    Row ``i`` shows ``decode(z)`` where ``z`` is ``base`` with ``z[i]`` set to each
+    of ``values`` (absolute values, default ``linspace(-3, 3, 13)``, i.e. +-3 prior
+    standard deviations); every other latent keeps its ``base`` value. Rows follow
+    ``latent_order`` (most important first, e.g. by KL), at most ``max_latents``.
+    ``labels`` names latents by index: a length-``d`` sequence or a mapping.
+
+    All frames come from ONE batched ``decode`` call on a float tensor ``(n, d)``;
+    ``decode`` returns images ``(n, H, W)`` (or ``(n, 1, H, W)``, ``(n, H, W, 3)``)
+    in [0, 1]. The rows work without a kernel. With ``live=True`` an image above
+    them decodes ``base`` with every row's slider value applied at once; that
+    needs a running kernel, and its caption says so.
+    """
+    import torch  # imported here so that the widgets module stays cheap to import
+
+    base_t = torch.as_tensor(_as_numpy(base), dtype=torch.float32).flatten()
+    d = base_t.numel()
+    grid = np.linspace(-3.0, 3.0, 13) if values is None else np.asarray(_as_numpy(values)).ravel()
+    if grid.size == 0:
+        raise ValueError("values must not be empty")
+    rows = [int(i) for i in list(latent_order)[:max_latents]]
+    if not rows:
+        raise ValueError("latent_order must name at least one latent")
+    if any(not 0 <= i < d for i in rows):
+        raise ValueError(f"latent_order entries must lie in [0, {d}), got {rows}")
+    names = _row_labels(labels, rows, d)
+
+    # Start each slider at the grid value nearest the base code, so that the
+    # frames shown first and the combined image agree.
+    start = [int(np.argmin(np.abs(grid - base_t[i].item()))) for i in rows]
+    n_values = len(grid)
+    z = base_t.repeat(len(rows) * n_values + 1, 1)
+    grid_t = torch.as_tensor(grid, dtype=torch.float32)
+    for r, i in enumerate(rows):
+        z[r * n_values:(r + 1) * n_values, i] = grid_t
+        z[-1, i] = grid_t[start[r]]  # last code: the combined image at the start
+    with torch.no_grad():
+        images = _as_numpy(decode(z))
+    if images.shape[0] != z.shape[0]:
+        raise ValueError(f"decode returned {images.shape[0]} images for {z.shape[0]} codes")
+
+    frame_rows, children = [], []
+    for r, (i, name) in enumerate(zip(rows, names)):
+        frames = images[r * n_values:(r + 1) * n_values]
+        fs = frame_slider(frames, grid, description="", initial=grid[start[r]], scale=scale)
+        label = widgets.Label(name, layout=widgets.Layout(width="150px"))
+        frame_rows.append(fs)
+        children.append(widgets.HBox([label, fs], layout=widgets.Layout(align_items="center")))
+
+    combined = None
+    if live:
+        combined = widgets.Image(value=to_png(images[-1], scale), format="png")
+        caption = widgets.Label("combined (needs a running kernel)")
+        _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
+        children.insert(0, widgets.HBox([caption, combined],
+                                        layout=widgets.Layout(align_items="center")))
+    box = LatentTraversal(children, frame_rows, rows, combined)
+    box.add_class("oc-traversal")
+    return box
+
+
+def _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale):
+    """Re-decode ``combined`` in Python whenever any row's slider moves (kernel only)."""
+    import torch
+
+    def update(_change=None):
+        z = base_t.clone()
+        for i, fs in zip(rows, frame_rows):
+            z[i] = grid_t[fs.slider.index]
+        with torch.no_grad():
+            combined.value = to_png(_as_numpy(decode(z[None]))[0], scale)
+
+    for fs in frame_rows:
+        fs.slider.observe(update, names="index")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Refresh the vendored widget JavaScript in book/_widgets/ from the npm registry.
 # Needs node/npm and network; the results are committed so that building the book needs neither.
-# Usage: bash book/_widgets/vendor.sh   (from anywhere)
+# Usage: bash book/_widgets/vendor.sh   (from anywhere); then update the versions and sums in
+# VENDORED.md and rebuild the book (make book) and run the browser test.
 set -euo pipefail
 HTML_MANAGER=@jupyter-widgets/html-manager@1.0.15   # 1.0.x reads ipywidgets 8.1 widget state
 REQUIREJS=requirejs@2.3.8
@@ -21,4 +22,7 @@ cp hm/package/dist/embed-amd.js "$here/embed-amd.js"
 # which every browser that runs the widgets supports.
 rm -f "$here"/*.woff2
 cp hm/package/dist/*.woff2 "$here/"
-ls -l "$here"
+# Notices of the third-party code bundled in the html-manager dist (the package ships it next to
+# embed.js; embed-amd.js bundles the same libraries). require.js carries its licence in its header.
+cp hm/package/dist/embed.js.LICENSE.txt "$here/"
+cd "$here" && sha256sum require.js embed-amd.js ./*.woff2 embed.js.LICENSE.txt

@@ -153,11 +153,12 @@ def load_shipped(name: str, model: nn.Module, directory: str | Path | None = Non
     return load_model_state(path, model)
 
 
-def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: str) -> list:
+def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: str) -> tuple[list, bool]:
     """Load shipped checkpoint ``name`` in read mode if present, otherwise call ``train``.
 
-    Returns the training history: the recorded one when loaded, the new one
-    when trained. Quick and train modes always train.
+    Returns ``(history, loaded)``: the recorded history and True when the
+    checkpoint was loaded, the new history and False when ``train`` ran.
+    Quick and train modes always train.
     """
     if mode == "read":
         try:
@@ -166,6 +167,6 @@ def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: 
             path = None
         if path is not None and path.is_file():
             print(f"Loaded the shipped checkpoint {path.name}; set OBJECTCENTRIC_TRAIN=1 to train instead.")
-            return load_shipped(name, model, path.parent)["history"]
+            return load_shipped(name, model, path.parent)["history"], True
         print(f"No shipped checkpoint {name}: training at full settings.")
-    return train()
+    return train(), False

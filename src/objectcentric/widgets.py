@@ -45,12 +45,11 @@ def _check_image(image, what: str = "image") -> np.ndarray:
         raise ValueError(f"{what} must have shape (H, W) or (H, W, 3), got {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{what} is empty (shape {arr.shape})")
-    lo, hi = np.nanmin(arr), np.nanmax(arr)
-    if np.isnan(arr).any() or lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
-        raise ValueError(
-            f"{what} values must lie in [0, 1] (got min {lo:.3g}, max {hi:.3g}, "
-            f"NaN: {bool(np.isnan(arr).any())}); apply a sigmoid or rescale first"
-        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} values must lie in [0, 1], got NaN or infinite values")
+    if arr.min() < -_TOLERANCE or arr.max() > 1 + _TOLERANCE:
+        raise ValueError(f"{what} values must lie in [0, 1] (got min {arr.min():.3g}, max "
+                         f"{arr.max():.3g}); apply a sigmoid or rescale first")
     return np.clip(arr, 0.0, 1.0)
 
 
@@ -104,7 +103,9 @@ def frame_slider(
                          f"and {len(values)} values")
     if not frames:
         raise ValueError("frame_slider needs at least one frame")
-    images = [widgets.Image(value=to_png(f, scale), format="png") for f in frames]
+    # One Layout shared by all frames: each widget model costs ~1 KB of page state.
+    layout = widgets.Layout()
+    images = [widgets.Image(value=to_png(f, scale), format="png", layout=layout) for f in frames]
     index = 0 if initial is None else int(np.argmin(np.abs(np.asarray(values) - float(initial))))
     stack = widgets.Stack(children=images, selected_index=index)
     stack.add_class("oc-frames")
@@ -209,7 +210,8 @@ def latent_traversal(
     combined = None
     if live:
         combined = widgets.Image(value=to_png(images[-1], scale), format="png")
-        caption = widgets.Label("combined (needs a running kernel)")
+        caption = widgets.Label("combined (needs a running kernel)",
+                                layout=widgets.Layout(width="150px"))
         _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
         children.insert(0, widgets.HBox([caption, combined],
                                         layout=widgets.Layout(align_items="center")))

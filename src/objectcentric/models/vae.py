@@ -59,7 +59,7 @@ class VAE(nn.Module):
     # --- the ELBO --------------------------------------------------------------
     def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x | z) summed over pixels: one number per image (and per sample)."""
-        x = x.expand_as(logits)
+        logits, x = torch.broadcast_tensors(logits, x)
         return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
 
     def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:

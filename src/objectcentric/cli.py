@@ -10,23 +10,23 @@ from pathlib import Path
 
 from . import checkpoints
 from .data import prepare_mnist
-from .provenance import current_command, device_description, git_commit, provenance
+from .provenance import current_command, device_description, git_commit
+from .train import pick_device
 
 
 def _train_vae(args) -> None:
     from .experiments.vae import train_vae
 
     run = Path(args.checkpoint or f"runs/vae_z{args.latent_dim}.pt")
-    model, result = train_vae(
+    device = pick_device(args.device)
+    # Provenance travels inside every epoch's checkpoint, so that `ship` can list it later.
+    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
+                  "seed": args.seed}
+    _, result = train_vae(
         args.latent_dim, quick=args.quick, epochs=args.epochs, checkpoint=run,
-        seed=args.seed, device=args.device, progress="terminal",
+        seed=args.seed, device=device, progress="terminal", provenance=started_by,
     )
-    device = next(model.parameters()).device
-    # Provenance travels inside the run, so that `ship` can list it in the manifest later.
-    payload = checkpoints.read_checkpoint(run)
-    payload["provenance"] = provenance(seed=args.seed, wall_time_s=result.wall_time_s, device=device)
-    checkpoints.save_checkpoint(run, {k: v for k, v in payload.items() if k not in ("format", "format_version")})
-    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {device_description(device)}).")
+    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
 
 
 def _ship(args) -> None:
@@ -38,7 +38,8 @@ def _ship(args) -> None:
     final = payload["history"][-1]
     metrics = {k: round(v, 4) for k, v in final.items() if k.startswith("val_")}
     metrics["epochs"] = final["epoch"]
-    info = payload.get("provenance") or {"command": "unknown", "commit": git_commit()}
+    info = payload.get("provenance") or {**payload["train_config"]["provenance"],
+                                         "wall_time_s": round(payload["wall_time_s"], 1)}
     entry = checkpoints.record_in_manifest(destination, info, metrics)
     print(f"Shipped {destination} ({entry['bytes'] / 1e6:.1f} MB), listed in manifest.json; by: {current_command()}")
 
@@ -50,7 +51,7 @@ def main(argv=None) -> None:
 
     data = commands.add_parser("prepare-data", help="make MNIST available offline")
     data.add_argument("--root", help="data folder (default: $OBJECTCENTRIC_DATA or <project>/data)")
-    data.set_defaults(run=lambda a: prepare_mnist(a.root))
+    data.set_defaults(handler=lambda a: print(f"MNIST is ready in {prepare_mnist(a.root) / 'MNIST' / 'raw'}"))
 
     train = commands.add_parser("train", help="train a model at full settings")
     train.add_argument("model", choices=["vae"])
@@ -60,16 +61,16 @@ def main(argv=None) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     train.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
-    train.set_defaults(run=_train_vae)
+    train.set_defaults(handler=_train_vae)
 
     ship = commands.add_parser("ship", help="export a run to checkpoints/ and list it in the manifest")
     ship.add_argument("model", choices=["vae"])
     ship.add_argument("run", help="training checkpoint written by `train`")
     ship.add_argument("--latent-dim", type=int, default=50)
-    ship.set_defaults(run=_ship)
+    ship.set_defaults(handler=_ship)
 
     args = parser.parse_args(argv)
-    args.run(args)
+    args.handler(args)
 
 
 if __name__ == "__main__":

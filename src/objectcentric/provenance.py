@@ -35,8 +35,9 @@ def device_description(device: torch.device | str | None = None) -> str:
 
 
 def current_command() -> str:
-    """The command line that started this process."""
-    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    """The command line that started this process, as typed (``python -m ...`` stays so)."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    return " ".join(shlex.quote(a) for a in ["python", *argv[1:]])
 
 
 def provenance(*, seed: int, wall_time_s: float, device=None, command: str | None = None) -> dict:

@@ -1,6 +1,7 @@
 """Pictures shared by the chapters: image grids, source listings, latent manifolds (Chapter 1)."""
 
 import inspect
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +17,7 @@ def show_source(obj) -> None:
     """
     from IPython.display import Markdown, display
 
-    display(Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```"))
+    display(Markdown(f"```python\n{textwrap.dedent(inspect.getsource(obj)).rstrip()}\n```"))
 
 
 def image_grid(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax=None):

@@ -58,8 +58,12 @@ def train_vae(
     seed: int = 0,
     device=None,
     progress: str = "auto",
+    provenance: dict | None = None,
 ) -> tuple[VAE, TrainResult]:
-    """Train a VAE on MNIST at full (or quick) settings; returns the model and its history."""
+    """Train a VAE on MNIST at full (or quick) settings; returns the model and its history.
+
+    ``provenance`` (command, commit, device, seed) is stored in every checkpoint of the run.
+    """
     settings = dict(QUICK if quick else FULL)
     if epochs is not None:
         settings["epochs"] = epochs
@@ -86,6 +90,6 @@ def train_vae(
         seed=seed,
         device=device,
         progress=progress,
-        train_config={**settings, "latent_dim": latent_dim, "quick": quick},
+        train_config={**settings, "latent_dim": latent_dim, "quick": quick, "provenance": provenance or {}},
     )
     return model, result

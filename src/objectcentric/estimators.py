@@ -295,9 +295,12 @@ class REINFORCE(Estimator):
 class NVIL(REINFORCE):
     """REINFORCE with a learned, input-dependent baseline c(x) (Mnih & Gregor, 2014) (Chapter 3).
 
-    c(x) = bias[group] + net(x) when built with ``in_features`` (x is flattened
-    to (B, in_features)); without, c is a learned constant per group. The
-    baseline is trained by minimising E[(f(b) - c(x))²]: the constant c that
+    c(x) = m + bias[group] + net(x) when built with ``in_features`` (x is
+    flattened to (B, in_features)); without the network, c is a constant per
+    group. m is a running mean of past costs (per group, updated after each
+    training call, so it never depends on the current sample): Mnih & Gregor's
+    centering, which lets the baseline follow costs of any scale at once. The
+    learned part is trained by minimising E[(f(b) - c(x))²]: the constant that
     minimises the estimator's variance is close to E[f(b)], and regressing
     f(b) on x gets there per input. Gradients of this loss reach only the
     baseline (f(b) and x are detached).
@@ -305,21 +308,37 @@ class NVIL(REINFORCE):
 
     name = "nvil"
 
-    def __init__(self, in_features: int = 0, hidden: int = 100, n_groups: int = 1):
+    def __init__(self, in_features: int = 0, hidden: int = 100, n_groups: int = 1, momentum: float = 0.9):
         super().__init__(n_groups)
-        self.in_features = int(in_features)
+        self.in_features, self.momentum = int(in_features), float(momentum)
         self.bias = nn.Parameter(torch.zeros(self.n_groups))
+        self.register_buffer("running_mean", torch.zeros(self.n_groups))
+        self.register_buffer("seen", torch.zeros(self.n_groups, dtype=torch.bool))
         self.net = None
         if self.in_features:
             self.net = nn.Sequential(nn.Linear(self.in_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def baseline(self, cost, x, group):
-        c = self.bias[group]
+        c = self.running_mean[group] + self.bias[group]
         if self.net is not None:
             if x is None:
                 raise ValueError(f"this NVIL baseline reads the input x ({self.in_features} features): pass x=")
             c = c + self.net(x.detach().flatten(1).to(cost.dtype)).squeeze(-1)
+        if self.training and torch.is_grad_enabled():
+            self._update_running_mean(cost.detach(), group)
         return c, ((cost.detach() - c) ** 2).mean()
+
+    @torch.no_grad()
+    def _update_running_mean(self, cost, group):
+        """m <- momentum m + (1 - momentum) (mean cost of the group's rows); the first batch sets m."""
+        total = torch.zeros_like(self.running_mean).index_add_(0, group, cost.to(self.running_mean.dtype))
+        count = torch.zeros_like(self.running_mean).index_add_(0, group, torch.ones_like(total[group]))
+        present = count > 0
+        mean = total[present] / count[present]
+        old = self.running_mean[present]
+        weight = torch.where(self.seen[present], torch.full_like(old, self.momentum), torch.zeros_like(old))
+        self.running_mean[present] = weight * old + (1 - weight) * mean
+        self.seen[present] = True
 
 
 class CONCRETE(Estimator):

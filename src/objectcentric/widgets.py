@@ -210,8 +210,8 @@ def latent_traversal(
     combined = None
     if live:
         combined = widgets.Image(value=to_png(images[-1], scale), format="png")
-        caption = widgets.Label("combined (needs a running kernel)",
-                                layout=widgets.Layout(width="150px"))
+        caption = widgets.HTML("all rows combined<br><small>(needs a running kernel)</small>",
+                               layout=widgets.Layout(width="150px"))
         _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
         children.insert(0, widgets.HBox([caption, combined],
                                         layout=widgets.Layout(align_items="center")))

@@ -1,0 +1,100 @@
+"""A VAE with one categorical latent, trained with any gradient estimator (Chapter 3, discrete gradients).
+
+Encoder: an image to the logits of q(b | x), a categorical over K classes.
+Decoder: a class (one-hot, or a relaxed point of the simplex) to the logits
+of independent Bernoulli pixels p(x | b). Prior: uniform over the K classes.
+
+The reconstruction term E_q[-log p(x | b)] goes through the estimator (its
+gradient for the encoder is what the chapter is about); the KL to the uniform
+prior is computed exactly. Chapter 5's D-VAE is this model with prototypes.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import check_image_batch
+from ..estimators import make_estimator
+from ..modules import mlp
+
+
+class CategoricalVAE(nn.Module):
+    """A VAE whose latent is one categorical variable with K classes (Chapter 3, discrete gradients)."""
+
+    def __init__(self, num_classes: int = 10, hidden_dims=(400,), image_shape=(1, 28, 28),
+                 estimator: str = "reinforce", temperature: float = 0.66):
+        super().__init__()
+        self.config = {
+            "num_classes": int(num_classes),
+            "hidden_dims": [int(h) for h in hidden_dims],
+            "image_shape": [int(s) for s in image_shape],
+            "estimator": str(estimator),
+            "temperature": float(temperature),
+        }
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(self.config["image_shape"])
+        n_pixels = math.prod(self.image_shape)
+        hidden = self.config["hidden_dims"]
+        self.encoder = mlp([n_pixels, *hidden, self.num_classes])  # image -> K logits of q(b | x)
+        self.decoder = mlp([self.num_classes, *reversed(hidden), n_pixels])  # class -> pixel logits
+        reads_x = estimator in ("nvil", "relax")  # input-dependent baseline / control variate
+        self.estimator = make_estimator(estimator, self.num_classes, temperature=temperature,
+                                        in_features=n_pixels if reads_x else 0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of q(b | x), shape (B, K)."""
+        return self.encoder(check_image_batch(x, self.image_shape).flatten(1))
+
+    def decode(self, b: torch.Tensor) -> torch.Tensor:
+        """Pixel logits of p(x | b) for one-hot or relaxed classes b (..., K), shaped like images."""
+        return self.decoder(b).unflatten(-1, self.image_shape)
+
+    def reconstruction_cost(self, x: torch.Tensor):
+        """f(b) = -log p(x | b) summed over pixels, one number per image: the estimators' cost."""
+
+        def cost(b: torch.Tensor) -> torch.Tensor:
+            logits = self.decode(b)
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
+
+        return cost
+
+    def kl(self, logits: torch.Tensor) -> torch.Tensor:
+        """KL(q(b | x) || uniform) = Σ_k q_k log q_k + log K, exactly, per image."""
+        log_q = logits.log_softmax(-1)
+        return (log_q.exp() * log_q).sum(-1) + math.log(self.num_classes)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The negative ELBO with the reconstruction's gradient from the estimator, plus its control loss.
+
+        ``reconstruction`` is the cost at the sampled class (the relaxed one for
+        CONCRETE); ``exact_neg_elbo`` sums over all K classes instead.
+        """
+        x = check_image_batch(x, self.image_shape)
+        logits = self.encoder(x.flatten(1))
+        out = self.estimator(logits, self.reconstruction_cost(x), x=x)
+        kl = self.kl(logits)
+        return {
+            "loss": out.surrogate.mean() + kl.mean() + out.control_loss,
+            "reconstruction": out.cost.mean(),
+            "kl": kl.mean().detach(),
+            "neg_elbo": (out.cost + kl.detach()).mean(),
+            "control_loss": out.control_loss.detach(),
+        }
+
+    @torch.no_grad()
+    def exact_neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """-ELBO per image with the expectation over q(b | x) done exactly (K decoder calls)."""
+        x = check_image_batch(x, self.image_shape)
+        logits = self.encoder(x.flatten(1))
+        cost = self.reconstruction_cost(x)
+        eye = torch.eye(self.num_classes, device=x.device, dtype=x.dtype)
+        costs = torch.stack([cost(eye[k].expand(len(x), -1)) for k in range(self.num_classes)], -1)
+        return (logits.softmax(-1) * costs).sum(-1) + self.kl(logits)
+
+    @torch.no_grad()
+    def prototypes(self) -> torch.Tensor:
+        """The K images the decoder draws for the K classes (pixel probabilities)."""
+        eye = torch.eye(self.num_classes, device=next(self.parameters()).device)
+        return torch.sigmoid(self.decode(eye))

@@ -20,4 +20,23 @@
   // The theme's Font Awesome script otherwise replaces the <i> icons of widgets (Play) by SVGs,
   // breaking them; "nest" keeps the element the widget holds on to.
   window.FontAwesomeConfig = { autoReplaceSvg: "nest" };
+
+  // The widget manager typesets labels with MathJax 2's API (MathJax.Hub.Queue), but Sphinx
+  // loads MathJax 3, which has no Hub: map the call onto MathJax 3's typesetPromise. MathJax 3
+  // replaces window.MathJax when its (deferred) script runs, so add the shim once the document
+  // is parsed, before the widgets render.
+  function shimMathJax2() {
+    var mathjax = window.MathJax;
+    if (mathjax && !mathjax.Hub) {
+      mathjax.Hub = {
+        Queue: function (job) {
+          var element = job && job[2];
+          if (window.MathJax.typesetPromise) {
+            window.MathJax.typesetPromise(element ? [element] : undefined).catch(function () {});
+          }
+        }
+      };
+    }
+  }
+  document.addEventListener("DOMContentLoaded", shimMathJax2);
 })();

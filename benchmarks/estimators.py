@@ -63,7 +63,7 @@ def fixed_parameter_benchmark(problem: str, tune_steps: int, n_samples: int, see
             stats["learned_temperature"] = estimator.temperature[0].item()
             stats["learned_eta"] = estimator.eta[0].item()
         if name == "nvil":
-            stats["learned_baseline"] = estimator.bias[0].item()
+            stats["learned_baseline"] = (estimator.running_mean[0] + estimator.bias[0]).item()
         estimators[name] = stats
         print(f"{problem:12s} {name:10s} variance {stats['variance']:.3e}  bias_z {stats['bias_z']:6.2f}  "
               f"{stats['seconds_per_estimate'] * 1e3:.2f} ms/estimate")

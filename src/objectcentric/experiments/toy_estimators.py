@@ -291,50 +291,6 @@ def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins
     return out.getvalue()
 
 
-def choice_widget(frames: dict, names, temperatures, sample_sizes):
-    """Pick an estimator, temperature and number of samples; the browser shows the matching frame.
-
-    ``frames[(name, temperature, n)]`` are PNG bytes. Nested ``Stack`` widgets
-    (estimator > temperature > n) are linked to the controls with ``jslink``,
-    so the widget works in a kernel and in the static book alike; only the
-    selected frame is visible. Returns the box (its ``controls`` attribute
-    holds the three controls, for tests).
-    """
-    import ipywidgets as widgets
-
-    layout = widgets.Layout()
-    chooser = widgets.ToggleButtons(options=list(names), description="estimator",
-                                    style={"button_width": "90px"})
-    temperature = widgets.SelectionSlider(options=[(f"{t:g}", t) for t in temperatures],
-                                          description="temperature", style={"description_width": "initial"})
-    n_samples = widgets.SelectionSlider(options=[(str(n), n) for n in sample_sizes],
-                                        description="samples", style={"description_width": "initial"})
-    images = {}  # one Image per distinct frame: estimators without a temperature share theirs
-
-    def image(png):
-        if id(png) not in images:
-            images[id(png)] = widgets.Image(value=png, format="png", layout=layout)
-        return images[id(png)]
-
-    by_name, links = [], []
-    for name in names:
-        by_temperature = []
-        for t in temperatures:
-            stack = widgets.Stack([image(frames[(name, t, n)]) for n in sample_sizes], selected_index=0)
-            links.append(widgets.jslink((n_samples, "index"), (stack, "selected_index")))
-            by_temperature.append(stack)
-        stack = widgets.Stack(by_temperature, selected_index=0)
-        links.append(widgets.jslink((temperature, "index"), (stack, "selected_index")))
-        by_name.append(stack)
-    top = widgets.Stack(by_name, selected_index=0)
-    top.add_class("oc-frames")
-    links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
-    box = widgets.VBox([chooser, widgets.HBox([temperature, n_samples]), top])
-    box.add_class("oc-choice")
-    box.controls, box.links = (chooser, temperature, n_samples), links
-    return box
-
-
 # --- beyond the toy: a discrete VAE on MNIST ----------------------------------------------------
 VAE_FULL = {"epochs": 15, "batch_size": 100, "lr": 1e-3, "n_train": None, "n_val": 2000}
 VAE_QUICK = {"epochs": 2, "batch_size": 100, "lr": 1e-3, "n_train": 500, "n_val": 200}

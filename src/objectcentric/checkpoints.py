@@ -6,6 +6,7 @@ optimizer, scheduler, history, RNG state). A shipped checkpoint, under
 ``checkpoints/manifest.json`` with its sha256 and the command that made it.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -71,11 +72,17 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return payload
 
 
+def model_config(model: nn.Module) -> dict:
+    """A model's constructor settings as a plain dict (its ``config``: a dict or a dataclass)."""
+    config = getattr(model, "config", {})
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
 def model_payload(model: nn.Module) -> dict:
     """What identifies a model in a checkpoint: its class, constructor config and weights."""
     return {
         "model_class": type(model).__name__,
-        "model_config": dict(getattr(model, "config", {})),
+        "model_config": model_config(model),
         "model_state": model.state_dict(),
     }
 
@@ -87,7 +94,7 @@ def load_model_state(path: str | Path, model: nn.Module, payload: dict | None = 
     or configuration, naming both, before touching the model's weights.
     """
     payload = payload if payload is not None else read_checkpoint(path)
-    expected = (type(model).__name__, dict(getattr(model, "config", {})))
+    expected = (type(model).__name__, model_config(model))
     found = (payload.get("model_class"), payload.get("model_config"))
     if found != expected:
         raise CheckpointError(

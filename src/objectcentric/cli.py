@@ -2,6 +2,7 @@
 
     prepare-data                       put MNIST where torchvision reads it (offline first)
     train vae --latent-dim 50          train a chapter's model at full settings, resumable
+    train air --seed 0                 (AIR on Multi-MNIST; --inference recurrent for the original)
     ship vae RUN --latent-dim 50       copy a trained run into checkpoints/ and the manifest
 """
 
@@ -29,6 +30,24 @@ def _train_vae(args) -> None:
     print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
 
 
+def _train_air(args) -> None:
+    from .experiments.air import train_air
+    from .models.air import AIRConfig
+
+    run = Path(args.checkpoint or f"runs/air_{args.inference}_seed{args.seed}.pt")
+    device = pick_device(args.device)
+    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
+                  "seed": args.seed}
+    _, result = train_air(
+        AIRConfig(inference=args.inference), quick=args.quick, epochs=args.epochs, checkpoint=run,
+        seed=args.seed, device=device, progress="terminal", provenance=started_by,
+    )
+    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
+
+
+TRAINERS = {"vae": _train_vae, "air": _train_air}
+
+
 def _ship(args) -> None:
     from .experiments.vae import checkpoint_name
 
@@ -54,14 +73,16 @@ def main(argv=None) -> None:
     data.set_defaults(handler=lambda a: print(f"MNIST is ready in {prepare_mnist(a.root) / 'MNIST' / 'raw'}"))
 
     train = commands.add_parser("train", help="train a model at full settings")
-    train.add_argument("model", choices=["vae"])
+    train.add_argument("model", choices=sorted(TRAINERS))
     train.add_argument("--latent-dim", type=int, default=50)
     train.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     train.add_argument("--checkpoint", help="training checkpoint, resumed if it exists (default runs/vae_z<d>.pt)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     train.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
-    train.set_defaults(handler=_train_vae)
+    train.add_argument("--inference", choices=["difference", "recurrent"], default="difference",
+                       help="air: the inference network (default difference)")
+    train.set_defaults(handler=lambda a: TRAINERS[a.model](a))
 
     ship = commands.add_parser("ship", help="export a run to checkpoints/ and list it in the manifest")
     ship.add_argument("model", choices=["vae"])

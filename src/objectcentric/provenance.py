@@ -5,6 +5,7 @@ figure in the book can be traced to the run that made it.
 """
 
 import datetime
+import os
 import platform
 import shlex
 import subprocess
@@ -15,7 +16,13 @@ import torch
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current commit, with ``-dirty`` when the work tree has changes."""
+    """The current commit, with ``-dirty`` when the work tree has changes.
+
+    ``OBJECTCENTRIC_COMMIT`` overrides it, for runs on a copy of the tree
+    without its git history (a rented GPU machine).
+    """
+    if os.environ.get("OBJECTCENTRIC_COMMIT"):
+        return os.environ["OBJECTCENTRIC_COMMIT"]
     try:
         def git(*args):
             return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 __all__ = [
     "affine_matrix",
     "where_to_theta",
+    "crop_window",
     "invert_affine",
     "compose_affine",
     "pixel_centers",
@@ -186,6 +187,25 @@ def where_to_theta(z_where: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([s, zero, x], -1), torch.stack([zero, s, y], -1)], -2)
 
 
+def crop_window(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, size: int) -> torch.Tensor:
+    """``crop(images, where_to_theta((scale, x, y)), (size, size))`` for square windows, faster.
+
+    ``scale`` (B,) and ``shift`` (B, 2) describe the window as in
+    :func:`where_to_theta`. An axis-aligned window's sampling grid is separable
+    (x depends on the column only, y on the row only), so it is built from two
+    short vectors instead of ``F.affine_grid``'s batched matrix product, which
+    dominates a small model's time on a CPU. No checks, for models' inner
+    loops: a check for NaN makes a GPU wait for the CPU at every call. Painting
+    is the same call with the inverse window, ``(1 / scale, -shift / scale)``.
+    """
+    base = pixel_centers(size).to(images)                                   # (size,)
+    xs = scale[:, None] * base + shift[:, :1]                               # (B, size)
+    ys = scale[:, None] * base + shift[:, 1:]
+    b = xs.shape[0]
+    grid = torch.stack([xs[:, None, :].expand(b, size, size), ys[:, :, None].expand(b, size, size)], -1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+
+
 def invert_affine(theta: torch.Tensor) -> torch.Tensor:
     """The exact inverse of each affine map: ``[A | t] -> [A^-1 | -A^-1 t]`` (B, 2, 3).
 
@@ -244,16 +264,23 @@ def sampling_grid(theta: torch.Tensor, size) -> torch.Tensor:
     return F.affine_grid(theta, [theta.shape[0], 1, h, w], align_corners=ALIGN_CORNERS)
 
 
-def crop(images: torch.Tensor, theta: torch.Tensor, size) -> torch.Tensor:
+def crop(images: torch.Tensor, theta: torch.Tensor, size, *, validate: bool = True) -> torch.Tensor:
     """The window ``theta`` of ``images``, resampled to ``size`` pixels: (B, C, h, w).
 
     Output pixel ``w`` (window coordinates) takes the image's value at
     ``theta @ (w, 1)``, interpolated bilinearly from its four nearest pixels;
     outside the image the value is 0. One image (or one matrix) is repeated to
     match a batch of the other.
+
+    ``validate=False`` skips the input checks, for a model's inner loop whose
+    inputs are checked once at its entrance: checking for NaN makes the GPU
+    wait for the CPU at every call. Then shapes must already match.
     """
-    images, theta = _match_batch(_check_images(images), _check_theta(theta))
-    h, w = _check_size(size)
+    if validate:
+        images, theta = _match_batch(_check_images(images), _check_theta(theta))
+        h, w = _check_size(size)
+    else:
+        h, w = size
     grid = F.affine_grid(theta, [images.shape[0], images.shape[1], h, w], align_corners=ALIGN_CORNERS)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=ALIGN_CORNERS)

@@ -152,10 +152,13 @@ class _Progress:
             self.bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", refresh=False)
 
     def epoch(self, record: dict) -> None:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in _plotted(record).items())
+        line = f"epoch {record['epoch']}: {summary} ({record['seconds']:.1f} s)"
         if self.plot is not None:
             self.plot.update(record)
-            summary = ", ".join(f"{k} {v:.4g}" for k, v in _plotted(record).items())
-            print(f"epoch {record['epoch']}: {summary} ({record['seconds']:.1f} s)")
+            print(line)
+        elif self.bar is not None:
+            self.bar.write(line)  # above the bar, so a terminal run keeps a log of its epochs
 
     def close(self) -> None:
         if self.bar is not None:
@@ -181,6 +184,7 @@ def fit(
     progress: str = "auto",
     train_config: dict | None = None,
     after_step: Callable[[int, int], None] | None = None,
+    clip_grad_norm: float | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` epochs on ``data`` and return its history.
 
@@ -192,6 +196,9 @@ def fit(
     an LR scheduler from the optimizer, stepped once per epoch. ``after_step``
     is called with (epoch, step) after each optimizer step (a hook for tests
     and debugging). ``progress`` is "auto", "notebook", "terminal" or "none".
+    ``clip_grad_norm`` rescales each step's gradient to at most that norm, per
+    parameter group of the optimizer (for score-function gradients, whose rare
+    huge values can throw a model off).
     """
     device = pick_device(device)
     model.to(device)
@@ -213,7 +220,7 @@ def fit(
         for epoch in range(start_epoch, epochs + 1):
             epoch_start = time.perf_counter()
             record = _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device,
-                                  display, after_step, checkpoint)
+                                  display, after_step, checkpoint, clip_grad_norm)
             if lr_scheduler is not None:
                 record["lr"] = optimizer.param_groups[0]["lr"]
                 lr_scheduler.step()
@@ -248,23 +255,38 @@ def fit(
     return result
 
 
-def _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device, display, after_step, checkpoint):
+def _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device, display, after_step, checkpoint,
+                 clip_grad_norm=None):
     """One pass over the data; returns the epoch's mean of every number ``step`` reports."""
     model.train()
     sums: dict[str, float] = {}
     n_batches = 0
     for index, batch in enumerate(epoch_batches(data, batch_size, seed, epoch), start=1):
         batch = tuple(t.to(device, non_blocking=True) for t in batch)
-        terms = step(model, batch)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
+
+        def stop(what: str, error: Exception | None = None):
             kept = f"the last good checkpoint {checkpoint} is unchanged" if checkpoint else "no checkpoint was written"
             raise NonFiniteLossError(
-                f"the loss became {loss.item()} at epoch {epoch}, step {index}; training stopped and "
-                f"{kept}. Lower the learning rate or check the data for NaN values."
-            )
+                f"{what} at epoch {epoch}, step {index}; training stopped and {kept}. "
+                "Lower the learning rate (or clip gradients) or check the data for NaN values."
+            ) from error
+
+        try:
+            terms = step(model, batch)
+        except RuntimeError as error:  # e.g. sampling from a distribution whose parameters became NaN
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                stop("the model's parameters became NaN or infinite", error)
+            raise
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            stop(f"the loss became {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip_grad_norm is not None:  # per parameter group: a baseline's large gradient must not shrink the model's
+            for group in optimizer.param_groups:
+                norm = torch.nn.utils.clip_grad_norm_(group["params"], clip_grad_norm)
+                if not torch.isfinite(norm):
+                    stop("the gradient became NaN or infinite")
         optimizer.step()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach())

@@ -46,14 +46,14 @@ REFERENCE = {"count_accuracy": 0.9955, "three_digit_count_accuracy": 0.076,
              "source": "../shared/reference/README.md: seed 002's AIR rebuilt, 50 epochs on 10,000 canvases, CPU"}
 
 
-def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def load_results(path: Path = RESULTS) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def save_results(update: dict) -> dict:
-    results = {**load_results(), **update}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+def save_results(update: dict, path: Path = RESULTS) -> dict:
+    results = {**load_results(path), **update}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -115,7 +115,7 @@ def accuracy(args) -> None:
         "targets": TARGETS,
         "reference": REFERENCE,
         "accuracy_provenance": provenance(seed=args.seed, wall_time_s=time.perf_counter() - started, device=device),
-    })
+    }, Path(args.results))
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def speed(args) -> None:
                      f"{args.repeats}; both implementations in one process, same device and data"),
         **provenance(seed=args.seed, wall_time_s=time.perf_counter() - started, device=device),
     }
-    results = load_results()
+    results = load_results(Path(args.results))
     speeds = results.get("speed", {})
     speeds[kind] = row
     update = {"speed": speeds}
@@ -243,7 +243,7 @@ def speed(args) -> None:
         update.update({k: row[k] for k in ("train_images_per_s", "reference_train_images_per_s",
                                            "throughput_ratio_vs_reference", "latency_ms_per_image",
                                            "reference_latency_ms_per_image", "latency_ratio_vs_reference")})
-    save_results(update)
+    save_results(update, Path(args.results))
     print(json.dumps(row, indent=2))
 
 
@@ -266,6 +266,7 @@ def main() -> None:
     for sub in (acc, spd):
         sub.add_argument("--device")
         sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--results", default=str(RESULTS), help="JSON file to update")
     args = parser.parse_args()
     args.handler(args)
 

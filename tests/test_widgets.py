@@ -135,3 +135,18 @@ def test_latent_traversal_rejects_bad_input():
         latent_traversal(lambda z: torch.full((z.shape[0], 4, 4), 3.0), torch.zeros(3), [0])
     with pytest.raises(ValueError, match="returned 1 images"):
         latent_traversal(lambda z: torch.zeros(1, 4, 4), torch.zeros(3), [0])
+
+
+def test_frame_table_links_both_sliders_to_the_frames():
+    from objectcentric.widgets import frame_table
+
+    frames = [[np.full((4, 4), (r * 3 + c) / 6.0) for c in range(3)] for r in range(2)]
+    box = frame_table(frames, ["a", "b"], [1, 2, 3], "image", "step")
+    rows, columns = box.sliders
+    outer = box.children[1]
+    assert len(outer.children) == 2 and all(len(s.children) == 3 for s in outer.children)
+    assert len(box.links) == 3 and "oc-explorer" in box._dom_classes
+    # jslink copies the index in the browser; in the kernel the Stacks stay where they were built.
+    assert outer.selected_index == 0 and rows.index == 0 and columns.index == 0
+    with pytest.raises(ValueError, match="2 rows of 3 frames"):
+        frame_table(frames[:1], ["a", "b"], [1, 2, 3])

@@ -164,6 +164,8 @@ def latent_traversal(
     standard deviations); every other latent keeps its ``base`` value. Rows follow
     ``latent_order`` (most important first, e.g. by KL), at most ``max_latents``.
     ``labels`` names latents by index: a length-``d`` sequence or a mapping.
+    ``values`` may also give each row its own grid: shape (rows, n_values)
+    (Chapter 6 moves an object's scale and position, which live on different ranges).
 
     All frames come from ONE batched ``decode`` call on a float tensor ``(n, d)``;
     ``decode`` returns images ``(n, H, W)`` (or ``(n, 1, H, W)``, ``(n, H, W, 3)``)
@@ -175,25 +177,28 @@ def latent_traversal(
 
     base_t = torch.as_tensor(_as_numpy(base), dtype=torch.float32).flatten()
     d = base_t.numel()
-    grid = np.linspace(-3.0, 3.0, 13) if values is None else np.asarray(_as_numpy(values)).ravel()
-    if grid.size == 0:
-        raise ValueError("values must not be empty")
     rows = [int(i) for i in list(latent_order)[:max_latents]]
     if not rows:
         raise ValueError("latent_order must name at least one latent")
     if any(not 0 <= i < d for i in rows):
         raise ValueError(f"latent_order entries must lie in [0, {d}), got {rows}")
     names = _row_labels(labels, rows, d)
+    grid = np.linspace(-3.0, 3.0, 13) if values is None else np.asarray(_as_numpy(values), dtype=float)
+    if grid.size == 0:
+        raise ValueError("values must not be empty")
+    if grid.ndim == 2 and grid.shape[0] != len(rows):
+        raise ValueError(f"values with one grid per row must have {len(rows)} rows, got {grid.shape[0]}")
+    grids = np.broadcast_to(grid.ravel() if grid.ndim < 2 else grid, (len(rows), grid.shape[-1]))
 
     # Start each slider at the grid value nearest the base code, so that the
     # frames shown first and the combined image agree.
-    start = [int(np.argmin(np.abs(grid - base_t[i].item()))) for i in rows]
-    n_values = len(grid)
+    start = [int(np.argmin(np.abs(grids[r] - base_t[i].item()))) for r, i in enumerate(rows)]
+    n_values = grids.shape[1]
     z = base_t.repeat(len(rows) * n_values + 1, 1)
-    grid_t = torch.as_tensor(grid, dtype=torch.float32)
+    grid_t = torch.as_tensor(np.ascontiguousarray(grids), dtype=torch.float32)   # (rows, n_values)
     for r, i in enumerate(rows):
-        z[r * n_values:(r + 1) * n_values, i] = grid_t
-        z[-1, i] = grid_t[start[r]]  # last code: the combined image at the start
+        z[r * n_values:(r + 1) * n_values, i] = grid_t[r]
+        z[-1, i] = grid_t[r, start[r]]  # last code: the combined image at the start
     with torch.no_grad():
         images = _as_numpy(decode(z))
     if images.shape[0] != z.shape[0]:
@@ -202,7 +207,7 @@ def latent_traversal(
     frame_rows, children = [], []
     for r, (i, name) in enumerate(zip(rows, names)):
         frames = images[r * n_values:(r + 1) * n_values]
-        fs = frame_slider(frames, grid, description="", initial=grid[start[r]], scale=scale)
+        fs = frame_slider(frames, grids[r], description="", initial=grids[r][start[r]], scale=scale)
         label = widgets.Label(name, layout=widgets.Layout(width="150px"))
         frame_rows.append(fs)
         children.append(widgets.HBox([label, fs], layout=widgets.Layout(align_items="center")))
@@ -226,8 +231,8 @@ def _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
 
     def update(_change=None):
         z = base_t.clone()
-        for i, fs in zip(rows, frame_rows):
-            z[i] = grid_t[fs.slider.index]
+        for r, (i, fs) in enumerate(zip(rows, frame_rows)):
+            z[i] = grid_t[r, fs.slider.index]
         with torch.no_grad():
             combined.value = to_png(_as_numpy(decode(z[None]))[0], scale)
 
@@ -235,14 +240,17 @@ def _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
         fs.slider.observe(update, names="index")
 
 
-def choice_widget(frames: dict, names, temperatures, sample_sizes):
+def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Callable | None = None):
     """Pick an estimator, temperature and number of samples; the browser shows the matching frame (Chapter 3).
 
     ``frames[(name, temperature, n)]`` are PNG bytes. Nested ``Stack`` widgets
     (estimator > temperature > n) are linked to the controls with ``jslink``,
     so the widget works in a kernel and in the static book alike; only the
-    selected frame is visible. Returns the box (its ``controls`` attribute
-    holds the three controls, for tests).
+    selected frame is visible. With ``resample(name, temperature, n) -> PNG``
+    a "draw again" button replaces the selected frame by a fresh draw; that
+    needs a running kernel, and its caption says so. Returns the box (its
+    ``controls`` attribute holds the three controls, ``redraw`` the button's
+    handler or None, for tests).
     """
     layout = widgets.Layout()
     chooser = widgets.ToggleButtons(options=list(names), description="estimator",
@@ -271,7 +279,56 @@ def choice_widget(frames: dict, names, temperatures, sample_sizes):
     top = widgets.Stack(by_name, selected_index=0)
     top.add_class("oc-frames")
     links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
-    box = widgets.VBox([chooser, widgets.HBox([temperature, n_samples]), top])
+    children = [chooser, widgets.HBox([temperature, n_samples]), top]
+    redraw = None
+    if resample is not None:
+        def redraw(_button=None):
+            """Draw the selected frame again from fresh samples (kernel only)."""
+            selected = top.children[chooser.index].children[temperature.index].children[n_samples.index]
+            selected.value = resample(names[chooser.index], temperatures[temperature.index],
+                                      sample_sizes[n_samples.index])
+
+        button = widgets.Button(description="draw again", tooltip="new samples for the frame shown")
+        button.on_click(redraw)
+        children.insert(2, widgets.HBox([button, widgets.HTML("<small>(needs a running kernel)</small>")],
+                                        layout=widgets.Layout(align_items="center")))
+    box = widgets.VBox(children)
     box.add_class("oc-choice")
-    box.controls, box.links = (chooser, temperature, n_samples), links
+    box.controls, box.links, box.redraw = (chooser, temperature, n_samples), links, redraw
+    return box
+
+
+def frame_table(frames, row_values, column_values, row_description: str = "", column_description: str = "",
+                scale: int = 2, css_class: str = "oc-explorer") -> widgets.VBox:
+    """Two sliders choosing one of ``frames[row][column]`` (Chapter 6, AIR's attention explorer).
+
+    Each row is a ``Stack`` over the columns, all linked to the column slider,
+    and the rows form an outer ``Stack`` linked to the row slider (``jslink``),
+    so the table works in the static book as in a kernel. The box carries
+    ``css_class``; its ``sliders`` attribute holds (row slider, column slider).
+    """
+    frames = [list(row) for row in frames]
+    if not frames or any(len(row) != len(column_values) for row in frames) or len(frames) != len(row_values):
+        raise ValueError(f"frame_table needs {len(row_values)} rows of {len(column_values)} frames, "
+                         f"got {[len(row) for row in frames]}")
+    layout = widgets.Layout()
+
+    def slider(values, description):
+        return widgets.SelectionSlider(options=[(str(v), i) for i, v in enumerate(values)], index=0,
+                                       description=description, style={"description_width": "initial"},
+                                       layout=widgets.Layout(width="320px"))
+
+    rows, columns = slider(row_values, row_description), slider(column_values, column_description)
+    inner, links = [], []
+    for row in frames:
+        stack = widgets.Stack([widgets.Image(value=to_png(f, scale), format="png", layout=layout) for f in row],
+                              selected_index=0)
+        links.append(widgets.jslink((columns, "index"), (stack, "selected_index")))
+        inner.append(stack)
+    outer = widgets.Stack(inner, selected_index=0)
+    outer.add_class("oc-frames")
+    links.append(widgets.jslink((rows, "index"), (outer, "selected_index")))
+    box = widgets.VBox([widgets.HBox([rows, columns]), outer])
+    box.add_class(css_class)
+    box.sliders, box.links = (rows, columns), links
     return box

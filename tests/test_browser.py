@@ -20,8 +20,10 @@ HTML = ROOT / "_build" / "html" / "notebooks"
 # Each chapter page and the CSS class of the frame-slider widget to move on it.
 WIDGET_PAGES = {
     "01_vae.html": "oc-traversal",
+    "02_beta_vae.html": "oc-beta-explorer",
     "03_discrete_gradients.html": "oc-choice",
     "04_spatial_transformer.html": "oc-spatial-explorer",
+    "05_dvae_st.html": "oc-prototype-explorer",
     "06_air.html": "oc-explorer",
 }
 # Widgets whose sliders and frames share one box (chapter 3's choice_widget: estimator buttons and

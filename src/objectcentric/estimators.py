@@ -11,11 +11,11 @@ gradient that the book derives one from the other, behind one interface:
   plus a learned constant and, optionally, a network of x); unbiased.
 - ``concrete``: relax b to a Gumbel-softmax sample at temperature τ and
   backpropagate through f; biased, no learned parts.
-- ``rebar``: the score function with the relaxed cost, at z and at
-  z̃ ~ p(z | b), as control variate; unbiased; learns the temperature λ and
-  the scale η.
-- ``relax``: REBAR's control variate plus a learned network; unbiased; learns
-  λ, η and the network.
+- ``rebar``: the score function with NVIL's baseline and the relaxed cost,
+  at z and at z̃ ~ p(z | b), as control variates; unbiased; learns the
+  baseline, the temperature λ and the scale η on the estimator's variance.
+- ``relax``: REBAR's control variates plus a learned network; unbiased; learns
+  the baseline, λ, η and the network.
 
 The interface, shared by every estimator and reused by the D-VAE, AIR and
 DAIR chapters::
@@ -41,8 +41,8 @@ DAIR chapters::
   parameter; it is zero for estimators without learned parts. Put the
   estimator inside the model (or into the optimizer) so that these
   parameters are updated.
-- ``x`` (optional): the input the variables were inferred from, for NVIL's
-  input-dependent baseline and RELAX's network.
+- ``x`` (optional): the input the variables were inferred from, for the
+  input-dependent baselines (NVIL, REBAR, RELAX) and RELAX's network.
 - ``group`` (optional, (B,) integers): which copy of the learned parts each
   row uses when the estimator was built with ``n_groups > 1``. The toy
   experiments run many independent repetitions in one batch this way.
@@ -394,35 +394,47 @@ class CONCRETE(Estimator):
 
 
 class REBAR(Estimator):
-    """REINFORCE with the CONCRETE relaxation as control variate (Tucker et al., 2017) (Chapter 3).
+    """REINFORCE with a baseline and the CONCRETE relaxation as control variates (Tucker et al., 2017) (Chapter 3).
 
-    With z = log p + G (so b = argmax z), z̃ ~ p(z | b) and c(z) = η f(softmax(z / λ)):
+    With z = log p + G (so b = argmax z), z̃ ~ p(z | b), c(z) = η f(softmax(z / λ))
+    and a baseline c₀(x) that does not depend on b:
 
-        ĝ = [f(b) - c(z̃)] ∇ log p(b) + ∇ c(z) - ∇ c(z̃)
+        ĝ = [f(b) - c₀(x) - c(z̃)] ∇ log p(b) + ∇ c(z) - ∇ c(z̃)
 
     ∇ E[c(z)] can be computed in two ways: by reparameterizing z directly,
     E[∇ c(z)], or by drawing b first and then z̃ ~ p(z | b) (which has the
     same distribution as z): E[c(z̃) ∇ log p(b)] + E[∇ c(z̃)]. Their difference,
-    -c(z̃) ∇ log p(b) + ∇ c(z) - ∇ c(z̃), has mean zero, so ĝ is unbiased for
-    every η and λ; it cancels most of the score term's noise when c tracks f. λ (the temperature, learned as log λ) and η are
-    trained to minimise the estimator's variance: since E[ĝ] does not depend
-    on them, ∇ Var[ĝ] = ∇ E[|ĝ|²], and |ĝ|² is differentiated through the
-    gradient ĝ itself (double backward, ``create_graph=True``). ĝ is taken per
-    row with respect to that row's logits (for a model, a cheap stand-in for
-    the variance of the encoder's gradient).
+    -c(z̃) ∇ log p(b) + ∇ c(z) - ∇ c(z̃), has mean zero, and so has
+    c₀ ∇ log p(b): ĝ is unbiased for every η, λ and c₀. The relaxed cost
+    cancels the part of the score term's noise that it tracks; the baseline
+    cancels the offset of f that it cannot track (f(softmax(z / λ)) is
+    evaluated inside the simplex, where it need not be near f(b)). Without
+    the baseline the variance-optimal η can be near 0, and REBAR then is
+    REINFORCE. The baseline is NVIL's (``self.baseline``: a running mean of
+    f(b) - c(z̃), a learned constant and, with ``in_features``, a network of
+    x), as in Tucker et al.'s implementation.
+
+    The baseline, λ (learned as log λ) and η are trained to minimise the
+    estimator's variance: since E[ĝ] does not depend on them,
+    ∇ Var[ĝ] = ∇ E[|ĝ|²], and |ĝ|² is differentiated through the gradient ĝ
+    itself (double backward, ``create_graph=True``). ĝ is taken per row with
+    respect to that row's logits (for a model, a cheap stand-in for the
+    variance of the encoder's gradient).
     """
 
     name = "rebar"
     uses_relaxation = True
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE, eta: float = 1.0, n_groups: int = 1,
-                 learn_temperature: bool = True, learn_eta: bool = True):
+                 learn_temperature: bool = True, learn_eta: bool = True, in_features: int = 0,
+                 baseline_hidden: int = 100):
         super().__init__(n_groups)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.log_temperature = nn.Parameter(torch.full((self.n_groups,), math.log(temperature)),
                                             requires_grad=learn_temperature)
         self.eta = nn.Parameter(torch.full((self.n_groups,), float(eta)), requires_grad=learn_eta)
+        self.baseline = NVIL(in_features=in_features, hidden=baseline_hidden, n_groups=n_groups)
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -445,14 +457,17 @@ class REBAR(Estimator):
             return EstimatorOutput(cost, cost.detach(), sample, self._zero(logits))
         z_tilde = conditional_gumbel(log_p, index, _uniform(logits))
         c_z, c_z_tilde = self.control_variate(z, f, x, group), self.control_variate(z_tilde, f, x, group)
+        # The baseline follows what the relaxed control variate leaves of the cost (its running mean
+        # is updated after it is read, so it never depends on the current sample).
+        c0, _ = self.baseline.baseline((cost.detach() - c_z_tilde.detach()), x, group)
         log_pb = log_p.gather(-1, index[:, None]).squeeze(-1)
         # The estimator's own surrogate: its gradient w.r.t. the logits is ĝ (cost detached, so that
         # a direct dependence of f on the logits is counted once, in `surrogate` below).
-        estimate = (cost.detach() - c_z_tilde) * _magic(log_pb) + (c_z - c_z_tilde)
+        estimate = (cost.detach() - c0 - c_z_tilde) * _magic(log_pb) + (c_z - c_z_tilde)
         train_control = self.training and any(p.requires_grad for p in self.parameters())
         (g_hat,) = torch.autograd.grad(estimate.sum(), logits, create_graph=train_control)
         # The model's surrogate: pathwise gradient of f(b) for f's parameters, ĝ for the logits.
-        # ĝ is detached, so the model's loss sends nothing to η, λ or the network.
+        # ĝ is detached, so the model's loss sends nothing to the baseline, η, λ or the network.
         logit_term = (logits * g_hat.detach()).sum(-1)
         surrogate = cost + logit_term - logit_term.detach()
         control_loss = self._zero(logits)
@@ -492,16 +507,17 @@ class RELAX(REBAR):
 
     c(z) = η f(softmax(z / λ)) + r(softmax(z / λ)[, x]), where r is a small
     network (tanh, ``hidden`` units) that starts at zero, so RELAX starts as
-    REBAR. ĝ keeps REBAR's form and stays unbiased for any r; λ, η and r are
-    all trained to minimise E|ĝ|² (see REBAR).
-    With ``in_features`` the network also reads the flattened input x.
+    REBAR (baseline included). ĝ keeps REBAR's form and stays unbiased for any
+    r; the baseline, λ, η and r are all trained to minimise E|ĝ|² (see REBAR).
+    With ``in_features`` the network (and the baseline) also reads the
+    flattened input x.
     """
 
     name = "relax"
 
     def __init__(self, num_classes: int, temperature: float = DEFAULT_TEMPERATURE, eta: float = 1.0,
                  hidden: int = 32, in_features: int = 0, n_groups: int = 1):
-        super().__init__(temperature, eta, n_groups)
+        super().__init__(temperature, eta, n_groups, in_features=in_features)
         self.num_classes, self.in_features = int(num_classes), int(in_features)
         self.net = _GroupedMLP(self.n_groups, self.num_classes + self.in_features, hidden)
 
@@ -525,8 +541,9 @@ def make_estimator(name: str, num_classes: int, *, temperature: float = DEFAULT_
                    in_features: int = 0, n_groups: int = 1, hidden: int = 32) -> Estimator:
     """Build an estimator by name with the settings every chapter uses (Chapter 3, discrete gradients).
 
-    ``num_classes`` is K; ``in_features`` the flattened size of x for NVIL's
-    baseline network and RELAX's network (0: they do not read x).
+    ``num_classes`` is K; ``in_features`` the flattened size of x for the
+    baseline networks (NVIL, REBAR, RELAX) and RELAX's network (0: they do not
+    read x).
     """
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
@@ -537,5 +554,5 @@ def make_estimator(name: str, num_classes: int, *, temperature: float = DEFAULT_
     if name == "concrete":
         return CONCRETE(temperature=temperature, n_groups=n_groups)
     if name == "rebar":
-        return REBAR(temperature=temperature, n_groups=n_groups)
+        return REBAR(temperature=temperature, in_features=in_features, n_groups=n_groups)
     return RELAX(num_classes, temperature=temperature, hidden=hidden, in_features=in_features, n_groups=n_groups)

@@ -44,6 +44,9 @@ __all__ = [
     "paint",
     "transform",
     "window_outline",
+    "bilinear_taps",
+    "apply_taps",
+    "sample_bilinear",
 ]
 
 # One setting for every call: pixel centres at (2i+1)/n - 1, image edges at -1 and +1.
@@ -314,3 +317,57 @@ def window_outline(theta: torch.Tensor) -> torch.Tensor:
     corners = theta.new_tensor([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]])
     return corners @ theta.transpose(1, 2)
 
+
+
+def bilinear_taps(grid: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where and how much each sampling point of ``grid`` (B, h, w, 2) reads an image of ``size`` (H, W).
+
+    Returns ``(index, weight)``, each (B, 4, h * w): the flat pixel index of
+    the four pixels around each point and their bilinear weights, zero for
+    pixels outside the image (``grid_sample``'s zero padding, with
+    ``align_corners=False``). The weights are differentiable in the grid.
+    Computed once, the taps warp any number of images the same way
+    (:func:`apply_taps`): the D-VAE-ST warps all K prototypes with one
+    transformation per image (Chapter 5).
+    """
+    h, w = size
+    # Pixel coordinates of the sampling points; pixel i's centre is at (2 i + 1) / n - 1.
+    # Points further out than one pixel read only zeros, so clamping them changes nothing.
+    px = (((grid[..., 0] + 1) * w - 1) / 2).clamp(-2, w + 1).flatten(1)
+    py = (((grid[..., 1] + 1) * h - 1) / 2).clamp(-2, h + 1).flatten(1)
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = px - x0, py - y0  # the weights' only dependence on the grid
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], 1).long()  # (B, 4, h * w)
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], 1).long()
+    weight = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    index = ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)
+    return index, weight * inside
+
+
+def apply_taps(images: torch.Tensor, taps: tuple[torch.Tensor, torch.Tensor], size) -> torch.Tensor:
+    """Sample ``images`` (B, C, H, W) at the taps of :func:`bilinear_taps`: (B, C, h, w) with ``size`` = (h, w).
+
+    Gathers and products only, so differentiable to every order in the images
+    and the weights. ``images`` may be an expanded view (one prototype for
+    many transformations). No checks, for a model's inner loop.
+    """
+    index, weight = taps
+    n, c = images.shape[:2]
+    flat = images.reshape(n, c, -1)
+    values = flat.gather(2, index.reshape(n, 1, -1).expand(n, c, index.shape[1] * index.shape[2]))
+    return (values.view(n, c, *index.shape[1:]) * weight.unsqueeze(1)).sum(2).view(n, c, *size)
+
+
+def sample_bilinear(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """What ``F.grid_sample(images, grid)`` computes here (bilinear, zeros outside, ``align_corners=False``), from gathers.
+
+    ``images`` (B, C, H, W), ``grid`` (B, h, w, 2) as from :func:`sampling_grid`;
+    returns (B, C, h, w). The same numbers as ``grid_sample`` (the tests compare
+    them), written with indexing and products only, so that it has derivatives
+    of every order in both arguments on every PyTorch version: REBAR and RELAX
+    differentiate a gradient that passed through the warp (Chapter 5, D-VAE-ST),
+    and ``grid_sample``'s own second derivative exists only in recent PyTorch
+    releases. No checks, for a model's inner loop.
+    """
+    return apply_taps(images, bilinear_taps(grid, images.shape[-2:]), grid.shape[1:3])

@@ -57,3 +57,44 @@ def latent_manifold(decode, n: int = 15, extent: float = 0.95, ax=None):
     image_grid(images, nrow=n, ax=ax)
     ax.set_title("decoded from a grid over the 2-d latent space (normal quantiles)")
     return ax
+
+
+def prototype_grid(prototypes, titles, ncol: int | None = None, title: str | None = None, size: float = 1.1):
+    """The K prototypes (K, [1,] H, W) of a clustering model side by side, each under its title (Chapter 5).
+
+    ``titles`` are one string per prototype, e.g. the class it is matched to
+    and the share of images it takes. Returns the figure.
+    """
+    images = torch.as_tensor(prototypes).detach().cpu().float().reshape(len(titles), *np.shape(prototypes)[-2:])
+    ncol = ncol or len(titles)
+    nrow = int(np.ceil(len(titles) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * (size + 0.35)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, label in zip(axes.flat, images, titles):
+        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_plot(matrix, class_names, title: str | None = None, ax=None):
+    """A confusion matrix (true class by row, predicted by column), shaded by row fraction, with the counts."""
+    matrix = np.asarray(matrix)
+    fractions = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ax = ax or plt.subplots(figsize=(0.5 * len(class_names) + 2, 0.5 * len(class_names) + 1.5))[1]
+    ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
+                    color="white" if fractions[i, j] > 0.5 else "black")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, fontsize=7, rotation=90 if max(map(len, class_names)) > 2 else 0)
+    ax.set_yticks(ticks, class_names, fontsize=7)
+    ax.set_xlabel("cluster's class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

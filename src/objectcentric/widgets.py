@@ -23,7 +23,8 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image as PILImage  # pillow is a dependency of matplotlib
 
-__all__ = ["to_png", "frame_slider", "latent_traversal", "choice_widget", "FrameSlider", "LatentTraversal"]
+__all__ = ["to_png", "frame_slider", "latent_traversal", "choice_widget", "FrameSlider", "LatentTraversal",
+           "tile_frames", "traversal_explorer", "prototype_explorer", "assignment_slider"]
 
 # Decoders end in a sigmoid, so float round-off may step just outside [0, 1].
 _TOLERANCE = 1e-5
@@ -195,7 +196,7 @@ def latent_traversal(
     start = [int(np.argmin(np.abs(grids[r] - base_t[i].item()))) for r, i in enumerate(rows)]
     n_values = grids.shape[1]
     z = base_t.repeat(len(rows) * n_values + 1, 1)
-    grid_t = torch.as_tensor(np.ascontiguousarray(grids), dtype=torch.float32)   # (rows, n_values)
+    grid_t = torch.tensor(np.array(grids), dtype=torch.float32)   # (rows, n_values), a writable copy
     for r, i in enumerate(rows):
         z[r * n_values:(r + 1) * n_values, i] = grid_t[r]
         z[-1, i] = grid_t[r, start[r]]  # last code: the combined image at the start
@@ -332,3 +333,162 @@ def frame_table(frames, row_values, column_values, row_description: str = "", co
     box.add_class(css_class)
     box.sliders, box.links = (rows, columns), links
     return box
+
+
+def tile_frames(frames, gap: int = 1, gap_value: float = 0.5) -> np.ndarray:
+    """Tile frames (rows, columns, H, W) in [0, 1] into one image, ``gap`` grey pixels apart (Chapter 2)."""
+    frames = _as_numpy(frames)
+    if frames.ndim != 4 or 0 in frames.shape:
+        raise ValueError(f"frames must be shaped (rows, columns, H, W), got {frames.shape}")
+    n_rows, n_columns, height, width = frames.shape
+    tiled = np.full((n_rows * (height + gap) - gap, n_columns * (width + gap) - gap), gap_value)
+    for r in range(n_rows):
+        for c in range(n_columns):
+            tiled[r * (height + gap):r * (height + gap) + height,
+                  c * (width + gap):c * (width + gap) + width] = frames[r, c]
+    return tiled
+
+
+def _traversal_panel(frames, labels, values, max_latents: int, scale: int, grid_height: int, layouts: dict):
+    """One run of :func:`traversal_explorer`: its whole traversal grid, and a slider per leading latent.
+
+    ``layouts`` are shared by every panel: each widget model costs page weight.
+    """
+    if frames is None:
+        return widgets.HTML("<i>this run was not recorded</i>")
+    frames = _as_numpy(frames)
+    if frames.shape[1] != len(values) or len(labels) != frames.shape[0]:
+        raise ValueError(f"frames must be (latents, {len(values)} values, H, W) with one label per latent, "
+                         f"got {frames.shape} and {len(labels)} labels")
+    grid = tile_frames(frames)
+    grid_image = widgets.Image(value=to_png(grid, max(1, grid_height // grid.shape[0])), format="png")
+    initial = float(values[int(np.argmin(np.abs(np.asarray(values, dtype=float))))])
+    rows = []
+    for row, label in zip(frames[:max_latents], labels):
+        fs = frame_slider(row, values, initial=initial, scale=scale)
+        rows.append(widgets.HBox([widgets.Label(label, layout=layouts["label"]), fs], layout=layouts["row"]))
+    return widgets.HBox([grid_image, widgets.VBox(rows)], layout=layouts["panel"])
+
+
+def traversal_explorer(panels: Mapping, values, max_latents: int = 5, scale: int = 2, grid_height: int = 420,
+                       descriptions=("dataset", "architecture", "β"), css_class: str = "oc-beta-explorer"):
+    """Pick a dataset, an architecture and β; see that run's traversals (Chapter 2, β-VAE).
+
+    ``panels[dataset][architecture][beta]`` is ``(frames, labels)``: ``frames``
+    shaped (latents, len(values), H, W) in [0, 1], one row per latent in the
+    order to show them, one label per row; or None for a run not recorded.
+    Every architecture of a dataset must list the same β values. Each run shows
+    its whole traversal grid (rows: latents; columns: ``values``) and, beside
+    it, one slider per leading latent (at most ``max_latents``). Toggle buttons
+    (dataset, architecture) and a β slider pick the run through nested
+    ``Stack`` widgets linked with ``jslink``, and the latent sliders switch
+    precomputed frames, so everything works in the static book, offline.
+    The box carries ``css_class``; ``controls`` maps each dataset to its
+    (architecture, β) controls, ``dataset`` is the dataset toggle.
+    """
+    if not panels:
+        raise ValueError("traversal_explorer needs at least one dataset")
+    datasets = list(panels)
+    chooser = widgets.ToggleButtons(options=datasets, description=descriptions[0],
+                                    style={"description_width": "initial", "button_width": "110px"})
+    by_dataset, links, controls = [], [], {}
+    layouts = {"label": widgets.Layout(width="130px"), "row": widgets.Layout(align_items="center"),
+               "panel": widgets.Layout(align_items="flex-start")}
+    for dataset in datasets:
+        architectures = list(panels[dataset])
+        betas = list(panels[dataset][architectures[0]])
+        if any(list(panels[dataset][a]) != betas for a in architectures):
+            raise ValueError(f"every architecture of {dataset!r} must list the same β values")
+        architecture = widgets.ToggleButtons(options=architectures, description=descriptions[1],
+                                             style={"description_width": "initial", "button_width": "80px"})
+        beta = widgets.SelectionSlider(options=[(f"{b:g}", b) for b in betas], description=descriptions[2],
+                                       style={"description_width": "initial"})
+        by_architecture = []
+        for a in architectures:
+            stack = widgets.Stack([_traversal_panel(*(panels[dataset][a][b] or (None, None)), values,
+                                                    max_latents, scale, grid_height, layouts) for b in betas],
+                                  selected_index=0)
+            links.append(widgets.jslink((beta, "index"), (stack, "selected_index")))
+            by_architecture.append(stack)
+        stack = widgets.Stack(by_architecture, selected_index=0)
+        links.append(widgets.jslink((architecture, "index"), (stack, "selected_index")))
+        by_dataset.append(widgets.VBox([widgets.HBox([architecture, beta]), stack]))
+        controls[dataset] = (architecture, beta)
+    top = widgets.Stack(by_dataset, selected_index=0)
+    links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
+    box = widgets.VBox([chooser, top])
+    box.add_class(css_class)
+    box.dataset, box.controls, box.links = chooser, controls, links
+    return box
+
+
+def prototype_explorer(frames: Mapping, labels, values, render: Callable | None = None, scale: int = 3,
+                       grid_height: int = 260, css_class: str = "oc-prototype-explorer") -> widgets.VBox:
+    """Pick a prototype and move it along each parameter of its transformation (Chapter 5, D-VAE-ST).
+
+    ``frames[name]`` is (parameters, len(values), H, W) in [0, 1]: row p shows
+    the prototype warped with parameter p set to each of ``values`` (a change
+    from the identity) and the others at the identity; ``labels`` name the
+    rows. Each prototype gets :func:`traversal_explorer`'s panel (its whole
+    grid and a slider per parameter), and toggle buttons pick the prototype
+    through a ``Stack`` linked with ``jslink``, so it works in the static book.
+    With ``render(name, changes) -> image`` (``changes``: one value per
+    parameter) an image beside the buttons applies all sliders of the shown
+    prototype at once; that needs a running kernel, and its caption says so.
+    The box carries ``css_class``; ``chooser`` and ``sliders`` (per prototype)
+    are kept for tests.
+    """
+    names = list(frames)
+    if not names:
+        raise ValueError("prototype_explorer needs at least one prototype")
+    labels = list(labels)
+    chooser = widgets.ToggleButtons(options=names, description="prototype",
+                                    style={"description_width": "initial", "button_width": "60px"})
+    layouts = {"label": widgets.Layout(width="80px"), "row": widgets.Layout(align_items="center"),
+               "panel": widgets.Layout(align_items="flex-start")}
+    panels = [_traversal_panel(frames[name], labels, values, len(labels), scale, grid_height, layouts)
+              for name in names]
+    # A panel is HBox([grid, VBox([HBox([label, FrameSlider]), ...])]).
+    sliders = [[row.children[1].slider for row in panel.children[1].children] for panel in panels]
+    top = widgets.Stack(panels, selected_index=0)
+    links = [widgets.jslink((chooser, "index"), (top, "selected_index"))]
+    header = [chooser]
+    combined = None
+    if render is not None:
+        values = [float(v) for v in values]
+
+        def update(_change=None):
+            k = chooser.index
+            combined.value = to_png(render(names[k], [values[s.index] for s in sliders[k]]), scale)
+
+        initial = [float(values[s.index]) for s in sliders[0]]
+        combined = widgets.Image(value=to_png(render(names[0], initial), scale), format="png")
+        for slider in [s for row in sliders for s in row]:
+            slider.observe(update, names="index")
+        chooser.observe(update, names="index")
+        header.append(widgets.HBox([combined, widgets.HTML("all sliders at once<br><small>(needs a running "
+                                                           "kernel)</small>")],
+                                   layout=widgets.Layout(align_items="center")))
+    box = widgets.VBox([widgets.HBox(header, layout=widgets.Layout(align_items="center")), top])
+    box.add_class(css_class)
+    box.chooser, box.sliders, box.links, box.combined = chooser, sliders, links, combined
+    return box
+
+
+def assignment_slider(strips, captions=None, description: str = "image", scale: int = 3,
+                      css_class: str = "oc-assignment") -> widgets.VBox:
+    """Step through images, each shown as a strip of panels (Chapter 5: image, prototype, reconstruction).
+
+    ``strips`` are (panels, H, W) arrays in [0, 1], tiled side by side with
+    :func:`tile_frames`; ``captions`` (one string, or None) head the panels. A
+    :func:`frame_slider` over the strips, so it works in the static book.
+    """
+    strips = [_as_numpy(s) for s in strips]
+    frames = [tile_frames(s[None]) for s in strips]
+    slider = frame_slider(frames, range(len(frames)), description=description, readout_format=".0f", scale=scale)
+    children = ([widgets.HTML(f"<small>{captions}</small>")] if captions else []) + [slider]
+    box = widgets.VBox(children)
+    box.add_class(css_class)
+    box.slider = slider
+    return box
+

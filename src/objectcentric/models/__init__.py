@@ -1,7 +1,9 @@
 """The models of the book, one module per chapter; each holds a model and its loss."""
 
+from .beta_vae import BetaVAE
+from .dvae import DVAE, DVAEST
 from .vae import VAE
 
-MODEL_CLASSES = {"VAE": VAE}
+MODEL_CLASSES = {"VAE": VAE, "BetaVAE": BetaVAE, "DVAE": DVAE, "DVAEST": DVAEST}
 
-__all__ = ["VAE", "MODEL_CLASSES"]
+__all__ = ["VAE", "BetaVAE", "DVAE", "DVAEST", "MODEL_CLASSES"]

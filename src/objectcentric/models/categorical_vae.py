@@ -39,7 +39,7 @@ class CategoricalVAE(nn.Module):
         hidden = self.config["hidden_dims"]
         self.encoder = mlp([n_pixels, *hidden, self.num_classes])  # image -> K logits of q(b | x)
         self.decoder = mlp([self.num_classes, *reversed(hidden), n_pixels])  # class -> pixel logits
-        reads_x = estimator in ("nvil", "relax")  # input-dependent baseline / control variate
+        reads_x = estimator in ("nvil", "rebar", "relax")  # input-dependent baseline / control variate
         self.estimator = make_estimator(estimator, self.num_classes, temperature=temperature,
                                         in_features=n_pixels if reads_x else 0)
 

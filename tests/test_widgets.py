@@ -143,7 +143,7 @@ def test_frame_table_links_both_sliders_to_the_frames():
     frames = [[np.full((4, 4), (r * 3 + c) / 6.0) for c in range(3)] for r in range(2)]
     box = frame_table(frames, ["a", "b"], [1, 2, 3], "image", "step")
     rows, columns = box.sliders
-    outer = box.children[1]
+    outer = box.children[2]
     assert len(outer.children) == 2 and all(len(s.children) == 3 for s in outer.children)
     assert len(box.links) == 3 and "oc-explorer" in box._dom_classes
     # jslink copies the index in the browser; in the kernel the Stacks stay where they were built.

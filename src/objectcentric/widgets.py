@@ -329,7 +329,7 @@ def frame_table(frames, row_values, column_values, row_description: str = "", co
     outer = widgets.Stack(inner, selected_index=0)
     outer.add_class("oc-frames")
     links.append(widgets.jslink((rows, "index"), (outer, "selected_index")))
-    box = widgets.VBox([widgets.HBox([rows, columns]), outer])
+    box = widgets.VBox([rows, columns, outer])
     box.add_class(css_class)
     box.sliders, box.links = (rows, columns), links
     return box

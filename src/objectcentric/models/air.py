@@ -210,9 +210,14 @@ class AIR(nn.Module):
         return check_image_batch(x, (1, size, size), name="canvases")
 
     def _pool(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) -> (B, (H/p)(W/p)): means over p x p blocks (a reshape: faster than avg_pool2d on CPU)."""
-        p, side = self.config.pool, self.config.canvas // self.config.pool
-        return image.reshape(-1, side, p, side, p).mean((2, 4)).flatten(1)
+        """(B, 1, H, W) -> (B, (H/p)(W/p)): means over p x p blocks.
+
+        Written as p + p strided additions, which on a CPU is several times
+        faster than ``F.avg_pool2d`` or a reshape and ``mean``.
+        """
+        p = self.config.pool
+        rows = sum(image[:, 0, i::p, :] for i in range(p))
+        return (sum(rows[:, :, j::p] for j in range(p)) / (p * p)).flatten(1)
 
     def forward(self, x: torch.Tensor, greedy: bool = False, keep_images: bool = True) -> AIRTrace:
         """Infer objects in canvases ``x`` (B, 1, H, W).
@@ -278,7 +283,8 @@ class AIR(nn.Module):
                     out[name].append(value)
             alive = pres
             pooled_canvas = pooled_canvas + self._pool(painted) * pres[:, None]
-            previous = torch.cat([pres[:, None], where, what], dim=1)
+            if c.inference == "recurrent":
+                previous = torch.cat([pres[:, None], where, what], dim=1)
         return AIRTrace(canvas=canvas, **{name: torch.stack(values, 1) if values else None
                                           for name, values in out.items()})
 

@@ -16,19 +16,26 @@ from .provenance import current_command, device_description, git_commit
 from .train import pick_device
 
 
+def _train_with_provenance(args, run: Path, train) -> None:
+    """Call ``train(device, provenance)`` and report the saved run.
+
+    The provenance (command, commit, device, seed) travels inside every
+    epoch's checkpoint, so that `ship` can list the run later.
+    """
+    device = pick_device(args.device)
+    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
+                  "seed": args.seed}
+    _, result = train(device, started_by)
+    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
+
+
 def _train_vae(args) -> None:
     from .experiments.vae import train_vae
 
     run = Path(args.checkpoint or f"runs/vae_z{args.latent_dim}.pt")
-    device = pick_device(args.device)
-    # Provenance travels inside every epoch's checkpoint, so that `ship` can list it later.
-    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
-                  "seed": args.seed}
-    _, result = train_vae(
+    _train_with_provenance(args, run, lambda device, started_by: train_vae(
         args.latent_dim, quick=args.quick, epochs=args.epochs, checkpoint=run,
-        seed=args.seed, device=device, progress="terminal", provenance=started_by,
-    )
-    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
+        seed=args.seed, device=device, progress="terminal", provenance=started_by))
 
 
 def _train_air(args) -> None:
@@ -36,14 +43,9 @@ def _train_air(args) -> None:
     from .models.air import AIRConfig
 
     run = Path(args.checkpoint or f"runs/air_{args.inference}_seed{args.seed}.pt")
-    device = pick_device(args.device)
-    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
-                  "seed": args.seed}
-    _, result = train_air(
+    _train_with_provenance(args, run, lambda device, started_by: train_air(
         AIRConfig(inference=args.inference), quick=args.quick, epochs=args.epochs, checkpoint=run,
-        seed=args.seed, device=device, progress="terminal", provenance=started_by,
-    )
-    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
+        seed=args.seed, device=device, progress="terminal", provenance=started_by))
 
 
 def _seed_list(text: str) -> list[int]:

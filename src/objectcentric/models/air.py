@@ -121,23 +121,25 @@ class AIRTrace:
     reconstruction (present objects only); ``log_q_pres`` (B, N), ``kl_pres``,
     ``kl_where``, ``kl_what`` (B, N) per step, already masked (0 where the step did
     not count); ``alive`` (B, N): whether the step was reached (previous z_pres = 1);
-    ``baseline_inputs`` (B, N, F) what the NVIL baseline reads.
+    ``baseline_inputs`` (B, N, F) what the NVIL baseline reads. ``glimpses``,
+    ``patches`` and ``painted`` are None unless asked for (``keep_images``), and
+    ``baseline_inputs`` is None outside the loss.
     """
 
     pres: torch.Tensor
     where: torch.Tensor
     what: torch.Tensor
     pres_prob: torch.Tensor
-    glimpses: torch.Tensor
-    patches: torch.Tensor
-    painted: torch.Tensor
+    glimpses: torch.Tensor | None
+    patches: torch.Tensor | None
+    painted: torch.Tensor | None
     canvas: torch.Tensor
     log_q_pres: torch.Tensor
     kl_pres: torch.Tensor
     kl_where: torch.Tensor
     kl_what: torch.Tensor
     alive: torch.Tensor
-    baseline_inputs: torch.Tensor
+    baseline_inputs: torch.Tensor | None
 
     @property
     def counts(self) -> torch.Tensor:

@@ -154,7 +154,7 @@ def time_inference(infer, images, device, repeats: int) -> float:
     return 1000 * statistics.median(times) / len(images)
 
 
-def ours_step(batch_size: int, device):
+def ours_step(device):
     model = AIR(AIRConfig()).to(device)
     optimizer = make_optimizer(model, FULL["lr"], FULL["baseline_lr"])
 
@@ -207,9 +207,9 @@ def speed(args) -> None:
     ref_latency = time_inference(ref_model, images[:1000], device, args.repeats)
     print(f"reference: {ref_train:.0f} training images/s (batch 64), {ref_latency:.4f} ms/canvas", flush=True)
 
-    ours_model, ours = ours_step(64, device)
+    ours_model, ours = ours_step(device)
     ours_train_64 = time_training(ours, batches(64), device, **timing)
-    ours_model, ours = ours_step(FULL["batch_size"], device)
+    ours_model, ours = ours_step(device)
     ours_train = time_training(ours, batches(FULL["batch_size"]), device, **timing)
     ours_model.eval()
     latency = time_inference(lambda x: ours_model(x, greedy=True, keep_images=False), images[:1000], device,

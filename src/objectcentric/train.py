@@ -255,6 +255,15 @@ def fit(
     return result
 
 
+def _non_finite(what: str, epoch: int, index: int, checkpoint) -> NonFiniteLossError:
+    """The error that stops training when a number became NaN, saying what was kept."""
+    kept = f"the last good checkpoint {checkpoint} is unchanged" if checkpoint else "no checkpoint was written"
+    return NonFiniteLossError(
+        f"{what} at epoch {epoch}, step {index}; training stopped and {kept}. "
+        "Lower the learning rate (or clip gradients) or check the data for NaN values."
+    )
+
+
 def _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device, display, after_step, checkpoint,
                  clip_grad_norm=None):
     """One pass over the data; returns the epoch's mean of every number ``step`` reports."""
@@ -263,30 +272,23 @@ def _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device, 
     n_batches = 0
     for index, batch in enumerate(epoch_batches(data, batch_size, seed, epoch), start=1):
         batch = tuple(t.to(device, non_blocking=True) for t in batch)
-
-        def stop(what: str, error: Exception | None = None):
-            kept = f"the last good checkpoint {checkpoint} is unchanged" if checkpoint else "no checkpoint was written"
-            raise NonFiniteLossError(
-                f"{what} at epoch {epoch}, step {index}; training stopped and {kept}. "
-                "Lower the learning rate (or clip gradients) or check the data for NaN values."
-            ) from error
-
         try:
             terms = step(model, batch)
         except RuntimeError as error:  # e.g. sampling from a distribution whose parameters became NaN
             if not all(torch.isfinite(p).all() for p in model.parameters()):
-                stop("the model's parameters became NaN or infinite", error)
+                raise _non_finite("the model's parameters became NaN or infinite", epoch, index,
+                                  checkpoint) from error
             raise
         loss = terms["loss"]
         if not torch.isfinite(loss):
-            stop(f"the loss became {loss.item()}")
+            raise _non_finite(f"the loss became {loss.item()}", epoch, index, checkpoint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm is not None:  # per parameter group: a baseline's large gradient must not shrink the model's
             for group in optimizer.param_groups:
                 norm = torch.nn.utils.clip_grad_norm_(group["params"], clip_grad_norm)
                 if not torch.isfinite(norm):
-                    stop("the gradient became NaN or infinite")
+                    raise _non_finite("the gradient became NaN or infinite", epoch, index, checkpoint)
         optimizer.step()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach())

@@ -66,7 +66,7 @@ def count_evaluator(sets: dict[str, MultiMNIST], n: int):
     return evaluate
 
 
-def load_data(seed: int, quick: bool, n_train: int | None = None) -> dict[str, MultiMNIST]:
+def load_data(quick: bool, n_train: int | None = None) -> dict[str, MultiMNIST]:
     """The training, test and 3-digit sets of the recipe (data seed fixed: every model sees the same)."""
     settings = QUICK if quick else FULL
     n_val = settings["n_val"]
@@ -99,7 +99,7 @@ def train_air(
     settings = {**(QUICK if quick else FULL), **recurrent, **overrides}
     if epochs is not None:
         settings["epochs"] = epochs
-    data = data or load_data(0, quick, settings["n_train"])
+    data = data or load_data(quick, settings["n_train"])
     train = data["train"]
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = AIR(config)

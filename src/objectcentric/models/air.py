@@ -242,6 +242,8 @@ class AIR(nn.Module):
         state = x.new_zeros(b, c.where_hidden)
         previous = x.new_zeros(b, 1 + 3 + c.z_what)
         steps = torch.eye(n, device=x.device, dtype=x.dtype)
+        prior_pres = Bernoulli(probs=x.new_full((b,), c.prior_pres), validate_args=False)
+        prior_where = Normal(self.prior_where_loc, self.prior_where_std, validate_args=False)
         out: dict[str, list] = {k: [] for k in ("pres", "where", "what", "pres_prob", "glimpses", "patches",
                                                 "painted", "log_q_pres", "kl_pres", "kl_where", "kl_what",
                                                 "alive", "baseline_inputs")}
@@ -268,9 +270,7 @@ class AIR(nn.Module):
             painted = crop_window(patch, 1.0 / scale, -shift / scale[:, None], c.canvas)
             canvas = canvas + painted * pres[:, None, None, None]
 
-            prior_pres = Bernoulli(probs=torch.full_like(pres_logit, c.prior_pres), validate_args=False)
             out["kl_pres"].append(kl_divergence(q_pres, prior_pres) * alive)
-            prior_where = Normal(self.prior_where_loc, self.prior_where_std, validate_args=False)
             out["kl_where"].append(kl_divergence(q_where, prior_where).sum(-1) * pres)
             out["kl_what"].append(kl_divergence(q_what, Normal(torch.zeros_like(what), 1.0, validate_args=False)).sum(-1) * pres)
             out["log_q_pres"].append(q_pres.log_prob(draw) * alive)

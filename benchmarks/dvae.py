@@ -4,6 +4,8 @@
     python benchmarks/dvae.py run --quick --device cpu --out /tmp/dvae_smoke --only SimplifiedMNIST
     python benchmarks/dvae.py collect runs/dvae_out            # -> results/dvae.json, results/dvae_prototypes.npz,
                                                                #    checkpoints/dvae_st_fullmnist.pt + manifest
+    python benchmarks/dvae.py run --per-seed --device cpu --jobs 2 --epochs 33 --only relax nvil --out runs/cpu
+    python benchmarks/dvae.py collect runs/dvae_out runs/cpu   # folders from several runs, merged
     python benchmarks/dvae.py pack-data data/gz                # MNIST + Fashion-MNIST as .gz (~41 MB), to carry
 
 ``run`` starts one process per job (``python -m objectcentric train dvae ...``),
@@ -132,42 +134,72 @@ def run(args) -> None:
 
 
 # --- collect --------------------------------------------------------------------------------------
+def _read_folder(out: Path) -> tuple[dict, list[dict]]:
+    """A run folder's benchmark.json (or {}) and its job files (see job_stem), each with the job file's name."""
+    bench = json.loads((out / "benchmark.json").read_text()) if (out / "benchmark.json").exists() else {}
+    records = [{**json.loads(path.read_text()), "path": path} for path in sorted(out.glob("*-seeds*.json"))]
+    return bench, records
+
+
+def _jobs(benches: list[dict]) -> list[dict]:
+    """Every folder's job list, each entry with its folder's command; a job a later folder ran is not 'not run'."""
+    ran = {tuple(entry["job"][:5]) for bench in benches for entry in bench.get("jobs", [])
+           if not entry["status"].startswith("not run")}
+    return [{**entry, "run_by": bench.get("command")} for bench in benches for entry in bench.get("jobs", [])
+            if not (entry["status"].startswith("not run") and tuple(entry["job"][:5]) in ran)]
+
+
 def collect(args) -> dict:
-    """Merge a run folder's job files into results/dvae.json (+ prototypes) and ship the best main seed."""
+    """Merge run folders' job files into results/dvae.json (+ prototypes) and ship the best main seed.
+
+    Several folders can be merged (runs made at different times or on
+    different machines); every configuration keeps the devices, commits and
+    commands of its own jobs, and the top level lists all of them.
+    """
     from objectcentric.experiments.dvae import merge_reports, run_name
     from objectcentric.provenance import current_command, git_commit
 
-    out = Path(args.out)
-    bench = json.loads((out / "benchmark.json").read_text()) if (out / "benchmark.json").exists() else {}
-    reports, skipped, provenances, prototypes = [], [], [], {}
-    for path in sorted(out.glob("*-seeds*.json")):  # the jobs' files (see job_stem)
-        record = json.loads(path.read_text())
-        provenances.append(record["provenance"])
-        if "skipped" in record:
-            skipped.append({key: record[key] for key in ("model", "dataset", "estimator", "k", "variant", "skipped")})
-            continue
-        report = record["report"]
-        reports.append({**report, "job_file": path.name})
-        if path.with_suffix(".npz").exists():
-            name = run_name(*(report[key] for key in ("model", "dataset", "estimator", "k", "variant")))
-            prototypes.setdefault(name, []).append((report["seeds"][0], np.load(path.with_suffix(".npz"))["prototypes"]))
+    folders = [Path(folder) for folder in args.out]
+    benches, reports, skipped, provenances, prototypes = [], [], [], [], {}
+    for folder in folders:
+        bench, records = _read_folder(folder)
+        benches.append(bench)
+        for record in records:
+            origin = {**record["provenance"], "commit": _commit(record["provenance"]["commit"], args.commit)}
+            provenances.append(origin)
+            if "skipped" in record:
+                skipped.append({key: record[key] for key in ("model", "dataset", "estimator", "k", "variant", "skipped")})
+                continue
+            report = record["report"]
+            reports.append({**report, "job_file": record["path"].name, "provenance": origin})
+            if record["path"].with_suffix(".npz").exists():
+                name = run_name(*(report[key] for key in ("model", "dataset", "estimator", "k", "variant")))
+                prototypes.setdefault(name, []).append(
+                    (report["seeds"][0], np.load(record["path"].with_suffix(".npz"))["prototypes"]))
     if not reports:
-        raise SystemExit(f"no job results in {out}")
+        raise SystemExit(f"no job results in {', '.join(map(str, folders))}")
     merged = merge_reports(reports)
     quick = any(d["quick"] for d in merged["details"].values())
-    commit = _commit(provenances[0]["commit"], args.commit)
+
+    def distinct(key: str) -> str:
+        return "; ".join(dict.fromkeys(str(p[key]) for p in provenances))
+
+    commands = [bench["command"] for bench in benches if "command" in bench]
     result = {
         "description": ("Unsupervised clustering accuracy of D-VAE and D-VAE-ST (Chapter 5): clusters mapped to "
                         "classes by Hungarian matching (K = classes) or majority (K > classes), on the training "
                         "images (seed 000's protocol) and the test images. Seeds of one configuration were "
-                        "trained side by side in one process; seconds_per_epoch is for all its seeds together, "
-                        "measured while many jobs shared the device."),
+                        "trained side by side in one process (or one process per seed with --per-seed); "
+                        "seconds_per_epoch is per job, for all its seeds together, measured while other jobs "
+                        "shared the machine; each run lists the devices and commits of its jobs."),
         "quick": quick,
-        "command": bench.get("command", current_command()),
-        "commit": commit,
-        "device": provenances[0]["device"],
+        "command": " && ".join(commands) if commands else current_command(),
+        "commit": distinct("commit"),
+        "device": distinct("device"),
         "seed": min(p["seed"] for p in provenances),
-        "wall_time_s": bench.get("wall_time_s", round(sum(p["wall_time_s"] for p in provenances), 1)),
+        "wall_time_s": round(sum(bench.get("wall_time_s", 0) for bench in benches)
+                             or sum(p["wall_time_s"] for p in provenances), 1),
+        "job_wall_time_s_total": round(sum(p["wall_time_s"] for p in provenances), 1),
         "date": max(p["date"] for p in provenances),
         "collected_by": current_command(),
         "collected_at_commit": git_commit(),
@@ -177,7 +209,7 @@ def collect(args) -> dict:
                                "dvae FullMNIST": 0.5886, "FashionMNIST": 0.6191, "SimplifiedMNIST": 0.9943}},
         **merged,
         "skipped": skipped,
-        "jobs": bench.get("jobs", []),
+        "jobs": _jobs(benches),
     }
     results_path = Path(args.results)
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +221,7 @@ def collect(args) -> dict:
         print(f"  {row['model']:8s} {row['dataset']:16s} {row['estimator']:9s} k={row['k']:<3d} {row['variant']:7s} "
               f"{row['split']:5s} mean {row['mean']:.4f} best {row['best']:.4f} worst {row['worst']:.4f}")
     if args.ship and not quick:
-        ship(out, args.commit)
+        ship(folders, args.commit)
     return result
 
 
@@ -204,8 +236,8 @@ def _commit(recorded: str, given: str | None) -> str:
     return f"{git_commit()} (at collection: the run's copy had no git metadata)"
 
 
-def ship(out: Path, commit: str | None = None) -> None:
-    """Copy the best seed of the main configuration into checkpoints/ and list it in the manifest."""
+def ship(folders, commit: str | None = None) -> None:
+    """Copy the best seed of the main configuration found in ``folders`` into checkpoints/ and the manifest."""
     import torch
 
     from objectcentric import checkpoints
@@ -213,9 +245,10 @@ def ship(out: Path, commit: str | None = None) -> None:
 
     from objectcentric.experiments.dvae import run_name
 
-    candidates = sorted(out.glob(f"{run_name(*MAIN)}-seeds*-best.pt"))
+    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    candidates = sorted(path for folder in folders for path in folder.glob(f"{run_name(*MAIN)}-seeds*-best.pt"))
     if not candidates:
-        print(f"no checkpoint of {run_name(*MAIN)} in {out}: nothing shipped")
+        print(f"no checkpoint of {run_name(*MAIN)} in {', '.join(map(str, folders))}: nothing shipped")
         return
     payloads = [(path, torch.load(path, map_location="cpu", weights_only=True)) for path in candidates]
     path, payload = max(payloads, key=lambda p: p[1]["metrics"]["train_accuracy"])
@@ -264,8 +297,8 @@ def main(argv=None) -> None:
                     help="one process per seed instead of the seeds side by side (faster per seed on a CPU)")
     go.add_argument("--quick", action="store_true", help="tiny settings, two seeds: a smoke test, not results")
     go.set_defaults(handler=run)
-    gather = commands.add_parser("collect", help="merge a run folder into results/dvae.json")
-    gather.add_argument("out")
+    gather = commands.add_parser("collect", help="merge run folders into results/dvae.json")
+    gather.add_argument("out", nargs="+", help="one or more run folders")
     gather.add_argument("--results", default=str(RESULTS))
     gather.add_argument("--prototypes", default=str(PROTOTYPES))
     gather.add_argument("--no-ship", dest="ship", action="store_false", help="do not touch checkpoints/")

@@ -285,22 +285,23 @@ def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, m
     spec = importlib.util.spec_from_file_location("dvae_benchmark", Path(__file__).parents[1] / "benchmarks" / "dvae.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = tmp_path / "out"
-    for seeds in ([0], [1]):
-        recipe.run_job("dvae_st", "FullMNIST", "exact", 10, seeds, "robust", out, quick=True, device="cpu",
+    folders = [tmp_path / "out_a", tmp_path / "out_b"]  # two runs, one seed each, merged by one collect
+    for seed, out in enumerate(folders):
+        recipe.run_job("dvae_st", "FullMNIST", "exact", 10, [seed], "robust", out, quick=True, device="cpu",
                        save_best=True, progress="none")
     results, prototypes = tmp_path / "dvae.json", tmp_path / "prototypes.npz"
     monkeypatch.setattr(checkpoints, "checkpoint_dir", lambda: tmp_path / "ckpt")
-    bench.main(["collect", str(out), "--results", str(results), "--prototypes", str(prototypes)])
+    bench.main(["collect", *map(str, folders), "--results", str(results), "--prototypes", str(prototypes)])
     recorded = json.loads(results.read_text())
     assert [r["split"] for r in recorded["runs"]] == ["train", "test"] and recorded["runs"][0]["seeds"] == [0, 1]
     assert len(recorded["runs"][0]["accuracy_by_seed"]) == 2 and recorded["quick"]
     for key in ("command", "commit", "device", "seed", "wall_time_s", "date"):
         assert key in recorded
+    assert recorded["runs"][0]["devices"][0].startswith("cpu") and len(recorded["runs"][0]["commits"]) == 1
     with np.load(prototypes) as stored:
         assert stored["dvae_st-FullMNIST-exact-k10-robust"].shape == (2, 10, 28, 28)
     assert not (tmp_path / "ckpt").exists()  # quick runs are never shipped
-    bench.ship(out)  # what `collect` does for a full run
+    bench.ship(folders)  # what `collect` does for a full run
     entry = checkpoints.read_manifest(tmp_path / "ckpt")["checkpoints"]["dvae_st_fullmnist.pt"]
     assert entry["seed"] in (0, 1) and 0 <= entry["metrics"]["train_accuracy"] <= 1
     model = DVAEST(**read_checkpoint(tmp_path / "ckpt" / "dvae_st_fullmnist.pt")["model_config"])

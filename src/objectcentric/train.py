@@ -159,6 +159,7 @@ class _Progress:
             print(line)
         elif self.bar is not None:
             self.bar.write(line)  # above the bar, so a terminal run keeps a log of its epochs
+            sys.stdout.flush()  # a log file sees each epoch as it ends
 
     def close(self) -> None:
         if self.bar is not None:

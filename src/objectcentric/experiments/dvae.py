@@ -390,7 +390,8 @@ def merge_reports(reports: list[dict]) -> dict:
     Returns ``{"runs": [...], "details": {run_name: {...}}}``: ``runs`` holds one
     entry per configuration and split, shaped as results/dvae.json's (model,
     dataset, estimator, k, split, accuracy_by_seed, best, worst, mean,
-    seconds_per_epoch, plus variant, seeds and epochs); ``details`` the
+    seconds_per_epoch, plus variant, seeds, epochs and, for reports that carry
+    a ``provenance``, the ``devices``, ``commits`` and ``commands`` of their jobs); ``details`` the
     per-seed numbers (accuracies, -ELBOs, mappings, cluster sizes, training
     confusion matrices), the histories and the splits made.
     """
@@ -405,6 +406,8 @@ def merge_reports(reports: list[dict]) -> dict:
         merged = {split: {field: [v for r in members for v in r[split][field]] for field in members[0][split]}
                   for split in ("train", "test")}
         seconds = [r["seconds_per_epoch"] for r in members if r["seconds_per_epoch"] is not None]
+        origins = {key: list(dict.fromkeys(r["provenance"][key] for r in members if "provenance" in r))
+                   for key in ("device", "commit", "command")}
         for split in ("train", "test"):
             accuracy = [round(a, 5) for a in merged[split]["accuracy"]]
             runs.append({
@@ -414,6 +417,7 @@ def merge_reports(reports: list[dict]) -> dict:
                 "seconds_per_epoch": round(float(np.mean(seconds)), 3) if seconds else None,
                 "variant": identity[4], "seeds": seeds,
                 "epochs": [r["epochs_done"] for r in members for _ in r["seeds"]],
+                **{f"{key}s": values for key, values in origins.items() if values},
             })
         merged["test"].pop("confusion", None)  # the training images' matrices are the protocol's; keep those
         details[run_name(*identity)] = {

@@ -100,6 +100,8 @@ def run(args) -> None:
     started = time.time()
     deadline = started + args.budget_s - args.margin_s  # training stops here; evaluation and writing follow
     jobs = [job for job in JOBS if not args.only or any(word in " ".join(map(str, job)) for word in args.only)]
+    if args.seeds:
+        jobs = [(*job[:5], args.seeds) for job in jobs]
     if args.per_seed:
         jobs = [(*job[:5], f"{seed}-{seed}") for job in jobs for seed in _seed_list(job[5])]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -293,6 +295,7 @@ def main(argv=None) -> None:
     go.add_argument("--margin-s", type=float, default=45, help="training stops this long before the budget ends")
     go.add_argument("--min-start-s", type=float, default=150, help="no job starts with less time left than this")
     go.add_argument("--only", nargs="+", help="run only jobs whose description contains one of these words")
+    go.add_argument("--seeds", help="seed range A-B for every job instead of its own (e.g. to add seeds 2-4)")
     go.add_argument("--per-seed", action="store_true",
                     help="one process per seed instead of the seeds side by side (faster per seed on a CPU)")
     go.add_argument("--quick", action="store_true", help="tiny settings, two seeds: a smoke test, not results")

@@ -76,6 +76,17 @@ def _seed_list(text: str) -> list[int]:
     return list(range(first, last + 1))
 
 
+def select_jobs(only=None, seeds: str | None = None, per_seed: bool = False) -> list[tuple]:
+    """The JOBS whose description holds one of the words ``only``, in order; ``seeds`` (``"A-B"``) replaces
+    each job's seed range, and ``per_seed`` makes one job of each seed."""
+    jobs = [job for job in JOBS if not only or any(word in " ".join(map(str, job)) for word in only)]
+    if seeds:
+        jobs = [(*job[:5], seeds) for job in jobs]
+    if per_seed:
+        jobs = [(*job[:5], f"{seed}-{seed}") for job in jobs for seed in _seed_list(job[5])]
+    return jobs
+
+
 def _job_command(job, args, deadline: float) -> list[str]:
     model, dataset, estimator, k, variant, seeds = job
     command = [sys.executable, "-m", "objectcentric", "train", "dvae", "--kind", model, "--dataset", dataset,
@@ -99,11 +110,7 @@ def run(args) -> None:
     (out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.time()
     deadline = started + args.budget_s - args.margin_s  # training stops here; evaluation and writing follow
-    jobs = [job for job in JOBS if not args.only or any(word in " ".join(map(str, job)) for word in args.only)]
-    if args.seeds:
-        jobs = [(*job[:5], args.seeds) for job in jobs]
-    if args.per_seed:
-        jobs = [(*job[:5], f"{seed}-{seed}") for job in jobs for seed in _seed_list(job[5])]
+    jobs = select_jobs(args.only, args.seeds, args.per_seed)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     pending, running, finished = list(jobs), {}, []
     while pending or running:

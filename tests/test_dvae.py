@@ -276,15 +276,31 @@ def test_a_non_finite_loss_still_reports_what_was_learned(monkeypatch):
     assert len(report["test"]["accuracy"]) == 1
 
 
-def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, monkeypatch):
+def _benchmark_module():
     import importlib.util
     from pathlib import Path
-
-    from objectcentric import checkpoints
 
     spec = importlib.util.spec_from_file_location("dvae_benchmark", Path(__file__).parents[1] / "benchmarks" / "dvae.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_job_selection_by_words_seed_range_and_per_seed():
+    bench = _benchmark_module()
+    relax = bench.select_jobs(["relax"])
+    assert {job[2] for job in relax} == {"relax"} and len(relax) == 2
+    assert bench.select_jobs(["exact 11"], seeds="2-4") == [("dvae_st", "FullMNIST", "exact", 11, "robust", "2-4")]
+    split = bench.select_jobs(["exact 11"], seeds="2-4", per_seed=True)
+    assert [job[5] for job in split] == ["2-2", "3-3", "4-4"]
+    assert {job[:5] for job in split} == {("dvae_st", "FullMNIST", "exact", 11, "robust")}
+    assert bench.select_jobs() == bench.JOBS
+
+
+def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, monkeypatch):
+    from objectcentric import checkpoints
+
+    bench = _benchmark_module()
     folders = [tmp_path / "out_a", tmp_path / "out_b"]  # two runs, one seed each, merged by one collect
     for seed, out in enumerate(folders):
         recipe.run_job("dvae_st", "FullMNIST", "exact", 10, [seed], "robust", out, quick=True, device="cpu",

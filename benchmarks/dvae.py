@@ -151,11 +151,28 @@ def _read_folder(out: Path) -> tuple[dict, list[dict]]:
 
 
 def _jobs(benches: list[dict]) -> list[dict]:
-    """Every folder's job list, each entry with its folder's command; a job a later folder ran is not 'not run'."""
-    ran = {tuple(entry["job"][:5]) for bench in benches for entry in bench.get("jobs", [])
-           if not entry["status"].startswith("not run")}
-    return [{**entry, "run_by": bench.get("command")} for bench in benches for entry in bench.get("jobs", [])
-            if not (entry["status"].startswith("not run") and tuple(entry["job"][:5]) in ran)]
+    """Every folder's job list, each entry with its folder's command.
+
+    A configuration that a later folder ran is not listed as 'not run'; a job
+    that did not finish (failed or stopped) and that a later folder ran in
+    full, same seeds, is kept with ``superseded_by`` naming that run.
+    """
+    ran = {}
+    for bench in benches:
+        for entry in bench.get("jobs", []):
+            if entry["status"] == "ok":
+                ran.setdefault(tuple(entry["job"][:5]), bench.get("command"))
+                ran.setdefault(tuple(entry["job"]), bench.get("command"))
+    listed = []
+    for bench in benches:
+        for entry in bench.get("jobs", []):
+            if entry["status"].startswith("not run") and tuple(entry["job"][:5]) in ran:
+                continue
+            entry = {**entry, "run_by": bench.get("command")}
+            if entry["status"] != "ok" and ran.get(tuple(entry["job"])) not in (None, bench.get("command")):
+                entry["superseded_by"] = ran[tuple(entry["job"])]
+            listed.append(entry)
+    return listed
 
 
 def collect(args) -> dict:

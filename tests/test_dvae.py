@@ -297,6 +297,21 @@ def test_benchmark_job_selection_by_words_seed_range_and_per_seed():
     assert bench.select_jobs() == bench.JOBS
 
 
+def test_benchmark_job_list_across_folders_marks_what_a_later_run_did():
+    bench = _benchmark_module()
+    relax, rebar = ["dvae_st", "FullMNIST", "relax", 10, "thesis", "0-0"], ["dvae_st", "FullMNIST", "rebar", 10, "robust"]
+    benches = [{"command": "first", "jobs": [{"job": relax, "status": "failed (exit -15)"},
+                                             {"job": [*rebar, "0-2"], "status": "not run: out of time"},
+                                             {"job": ["dvae", "FullMNIST", "exact", 10, "robust", "0-4"],
+                                              "status": "not run: out of time"}]},
+               {"command": "second", "jobs": [{"job": relax, "status": "ok"}, {"job": [*rebar, "0-0"], "status": "ok"}]}]
+    listed = bench._jobs(benches)
+    assert [(e["job"][2], e["status"], e["run_by"]) for e in listed] == [
+        ("relax", "failed (exit -15)", "first"), ("exact", "not run: out of time", "first"),
+        ("relax", "ok", "second"), ("rebar", "ok", "second")]
+    assert listed[0]["superseded_by"] == "second" and "superseded_by" not in listed[1]
+
+
 def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, monkeypatch):
     from objectcentric import checkpoints
 

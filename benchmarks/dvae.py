@@ -252,13 +252,14 @@ def collect(args) -> dict:
 
 
 def _commit(recorded: str, given: str | None) -> str:
-    """The commit a run used: ``--commit`` if given, else the recorded one; else this checkout's, said so."""
+    """The commit a job used: the recorded one; where it recorded none (a copy without git metadata, as on a
+    lent GPU machine), ``--commit`` if given, else this checkout's, said so."""
     from objectcentric.provenance import git_commit
 
-    if given:
-        return given
     if recorded != "unknown":
         return recorded
+    if given:
+        return given
     return f"{git_commit()} (at collection: the run's copy had no git metadata)"
 
 
@@ -329,7 +330,7 @@ def main(argv=None) -> None:
     gather.add_argument("--results", default=str(RESULTS))
     gather.add_argument("--prototypes", default=str(PROTOTYPES))
     gather.add_argument("--no-ship", dest="ship", action="store_false", help="do not touch checkpoints/")
-    gather.add_argument("--commit", help="the commit the run used (default: as recorded by the jobs)")
+    gather.add_argument("--commit", help="the commit of jobs that recorded none (run from a copy without .git)")
     gather.set_defaults(handler=collect)
     pack = commands.add_parser("pack-data", help="MNIST and Fashion-MNIST as .gz files in one folder")
     pack.add_argument("dir")

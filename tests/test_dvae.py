@@ -312,6 +312,13 @@ def test_benchmark_job_list_across_folders_marks_what_a_later_run_did():
     assert listed[0]["superseded_by"] == "second" and "superseded_by" not in listed[1]
 
 
+def test_benchmark_commit_given_at_collection_fills_in_only_what_a_job_did_not_record():
+    bench = _benchmark_module()
+    assert bench._commit("abc123", "given") == "abc123"
+    assert bench._commit("unknown", "given") == "given"
+    assert "no git metadata" in bench._commit("unknown", None)
+
+
 def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, monkeypatch):
     from objectcentric import checkpoints
 

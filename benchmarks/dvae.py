@@ -71,19 +71,16 @@ def _seeds(text: str, offset: int, quick: bool) -> str:
     return f"{first + offset}-{(min(last, first + 1) if quick else last) + offset}"
 
 
-def _seed_list(text: str) -> list[int]:
-    first, last = (int(v) for v in text.split("-"))
-    return list(range(first, last + 1))
-
-
 def select_jobs(only=None, seeds: str | None = None, per_seed: bool = False) -> list[tuple]:
     """The JOBS whose description holds one of the words ``only``, in order; ``seeds`` (``"A-B"``) replaces
     each job's seed range, and ``per_seed`` makes one job of each seed."""
+    from objectcentric.cli import parse_seeds
+
     jobs = [job for job in JOBS if not only or any(word in " ".join(map(str, job)) for word in only)]
     if seeds:
         jobs = [(*job[:5], seeds) for job in jobs]
     if per_seed:
-        jobs = [(*job[:5], f"{seed}-{seed}") for job in jobs for seed in _seed_list(job[5])]
+        jobs = [(*job[:5], f"{seed}-{seed}") for job in jobs for seed in parse_seeds(job[5])]
     return jobs
 
 

@@ -48,7 +48,7 @@ def _train_air(args) -> None:
         seed=args.seed, device=device, progress="terminal", provenance=started_by))
 
 
-def _seed_list(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]."""
     if "-" in text:
         first, last = (int(v) for v in text.split("-"))
@@ -59,7 +59,7 @@ def _seed_list(text: str) -> list[int]:
 def _train_dvae(args) -> None:
     from .experiments.dvae import run_job
 
-    seeds = _seed_list(args.seeds) if args.seeds else [args.seed]
+    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
     run_job(args.kind, args.dataset, args.estimator, args.k, seeds, args.variant, args.out or "runs/dvae",
             quick=args.quick, epochs=args.epochs, device=args.device, deadline=args.deadline,
             save_best=args.save_best, progress="none" if args.deadline else "terminal")

@@ -73,9 +73,18 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def model_config(model: nn.Module) -> dict:
-    """A model's constructor settings as a plain dict (its ``config``: a dict or a dataclass)."""
+    """A model's constructor settings as plain data (its ``config`` dataclass; tuples become lists)."""
     config = getattr(model, "config", {})
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return plain_data(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config))
+
+
+def plain_data(value):
+    """Tuples become lists, recursively, so settings compare equal after a save and load."""
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value
 
 
 def model_payload(model: nn.Module) -> dict:
@@ -95,7 +104,7 @@ def load_model_state(path: str | Path, model: nn.Module, payload: dict | None = 
     """
     payload = payload if payload is not None else read_checkpoint(path)
     expected = (type(model).__name__, model_config(model))
-    found = (payload.get("model_class"), payload.get("model_config"))
+    found = (payload.get("model_class"), plain_data(payload.get("model_config") or {}))
     if found != expected:
         raise CheckpointError(
             f"checkpoint {path} holds {found[0]}({_describe(found[1])}) but the model is "
@@ -122,42 +131,50 @@ def export_checkpoint(training_checkpoint: str | Path, destination: str | Path) 
 
 # --- the manifest of shipped checkpoints ---------------------------------------------
 def read_manifest(directory: str | Path | None = None) -> dict:
+    """The manifest of shipped checkpoints; a damaged one is a ``CheckpointError`` naming the file."""
     path = Path(directory or checkpoint_dir()) / "manifest.json"
     if not path.exists():
         return {"checkpoints": {}}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); restore it with "
+                              "`git checkout -- checkpoints/manifest.json`") from error
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("checkpoints"), dict):
+        raise CheckpointError(f"{path} has no 'checkpoints' table; restore it with "
+                              "`git checkout -- checkpoints/manifest.json`")
+    return manifest
 
 
-def record_in_manifest(checkpoint: str | Path, provenance: dict, metrics: dict) -> dict:
-    """Add or replace the manifest entry of a shipped checkpoint (it must sit in the checkpoint folder)."""
-    checkpoint = Path(checkpoint)
-    manifest = read_manifest(checkpoint.parent)
-    entry = {
-        "file": checkpoint.name,
-        "sha256": sha256_of(checkpoint),
-        "bytes": checkpoint.stat().st_size,
-        **provenance,
-        "metrics": metrics,
-    }
-    manifest["checkpoints"][checkpoint.name] = entry
-    (checkpoint.parent / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return entry
-
-
-def load_shipped(name: str, model: nn.Module, directory: str | Path | None = None) -> dict:
-    """Load shipped checkpoint ``name`` after checking its sha256 against the manifest."""
+def verify_shipped(name: str, directory: str | Path | None = None) -> Path:
+    """The path of shipped checkpoint ``name`` after checking it against its manifest entry."""
     directory = Path(directory or checkpoint_dir())
     entry = read_manifest(directory)["checkpoints"].get(name)
     path = directory / name
     if entry is None:
         raise CheckpointError(f"{name} is not listed in {directory / 'manifest.json'}")
-    if path.is_file() and sha256_of(path) != entry["sha256"]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is listed in manifest.json but missing; restore it with "
+                              f"`git checkout -- checkpoints/{name}` or retrain with: "
+                              f"{entry.get('command', '(command not recorded)')}")
+    if sha256_of(path) != entry["sha256"]:
         raise CheckpointError(
             f"{path} does not match its sha256 in manifest.json: the file is damaged or was "
             "replaced. Restore it with `git checkout -- checkpoints/` or retrain with: "
             f"{entry.get('command', '(command not recorded)')}"
         )
+    return path
+
+
+def load_shipped(name: str, model: nn.Module, directory: str | Path | None = None) -> dict:
+    """Load shipped checkpoint ``name`` into ``model`` after checking its sha256 against the manifest."""
+    path = verify_shipped(name, directory)
     return load_model_state(path, model)
+
+
+def read_shipped(name: str, directory: str | Path | None = None) -> dict:
+    """The payload of shipped checkpoint ``name`` (frames, several models), checked against the manifest."""
+    return read_checkpoint(verify_shipped(name, directory))
 
 
 def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: str) -> tuple[list, bool]:
@@ -173,7 +190,8 @@ def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: 
         except CheckpointError:
             path = None
         if path is not None and path.is_file():
+            history = load_shipped(name, model, path.parent)["history"]
             print(f"Loaded the shipped checkpoint {path.name}; set OBJECTCENTRIC_TRAIN=1 to train instead.")
-            return load_shipped(name, model, path.parent)["history"], True
+            return history, True
         print(f"No shipped checkpoint {name}: training at full settings.")
     return train(), False

@@ -1,139 +1,231 @@
 """Command line: ``python -m objectcentric <command>``.
 
-    prepare-data                       put MNIST where torchvision reads it (offline first)
-    train vae --latent-dim 50          train a chapter's model at full settings, resumable
-    train air --seed 0                 (AIR on Multi-MNIST; --inference recurrent for the original)
-    train dvae --dataset FullMNIST --seeds 0-4 --out DIR   (D-VAE-ST clustering; results and prototypes in DIR)
-    ship vae RUN --latent-dim 50       copy a trained run into checkpoints/ and the manifest
+    prepare-data                        put MNIST where torchvision reads it (offline first)
+    train MODEL [--SETTING VALUE ...]   train one recipe for one seed into a run folder, resumable
+    ship MODEL RUN                      copy a trained run into checkpoints/ and the manifest
+    sweep MODEL --seeds 0-4             several seeds of one recipe, through submitit
+    reproduce [CHAPTER ...]             rerun the book's recorded experiments and collect them
+
+Each model's ``train`` flags are its recipe's settings (``train vae --help``
+lists them), so a flag that does not apply to a model is an error.
 """
 
+from __future__ import annotations
+
 import argparse
+import dataclasses
+import sys
 from pathlib import Path
 
-from . import checkpoints
-from .data import prepare_mnist
-from .provenance import current_command, device_description, git_commit
-from .train import pick_device
+from .checkpoints import CheckpointError
+from .recipes import SCALES, RecipeError, field_types, load_all, recipe_class
+from .train import NonFiniteLossError, Stop
 
-
-def _train_with_provenance(args, run: Path, train) -> None:
-    """Call ``train(device, provenance)`` and report the saved run.
-
-    The provenance (command, commit, device, seed) travels inside every
-    epoch's checkpoint, so that `ship` can list the run later.
-    """
-    device = pick_device(args.device)
-    started_by = {"command": current_command(), "commit": git_commit(), "device": device_description(device),
-                  "seed": args.seed}
-    _, result = train(device, started_by)
-    print(f"Saved {run} ({len(result.history)} epochs, {result.wall_time_s:.0f} s on {started_by['device']}).")
-
-
-def _train_vae(args) -> None:
-    from .experiments.vae import train_vae
-
-    run = Path(args.checkpoint or f"runs/vae_z{args.latent_dim}.pt")
-    _train_with_provenance(args, run, lambda device, started_by: train_vae(
-        args.latent_dim, quick=args.quick, epochs=args.epochs, checkpoint=run,
-        seed=args.seed, device=device, progress="terminal", provenance=started_by))
-
-
-def _train_air(args) -> None:
-    from .experiments.air import train_air
-    from .models.air import AIRConfig
-
-    run = Path(args.checkpoint or f"runs/air_{args.inference}_seed{args.seed}.pt")
-    _train_with_provenance(args, run, lambda device, started_by: train_air(
-        AIRConfig(inference=args.inference), quick=args.quick, epochs=args.epochs, checkpoint=run,
-        seed=args.seed, device=device, progress="terminal", provenance=started_by))
+EXIT_INTERRUPTED = 130
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]."""
-    if "-" in text:
-        first, last = (int(v) for v in text.split("-"))
-        return list(range(first, last + 1))
-    return [int(v) for v in text.split(",")]
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ``"5"`` -> [5]."""
+    try:
+        seeds = []
+        for part in str(text).split(","):
+            first, _, last = part.strip().partition("-")
+            seeds += list(range(int(first), int(last) + 1)) if last else [int(first)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0-4 or 0,3,7; got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r}")
+    return seeds
 
 
-def _train_dvae(args) -> None:
-    from .experiments.dvae import run_job
-
-    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
-    run_job(args.kind, args.dataset, args.estimator, args.k, seeds, args.variant, args.out or "runs/dvae",
-            quick=args.quick, epochs=args.epochs, device=args.device, deadline=args.deadline,
-            save_best=args.save_best, progress="none" if args.deadline else "terminal")
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-TRAINERS = {"vae": _train_vae, "air": _train_air, "dvae": _train_dvae}
+def _add_recipe_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per recipe setting, typed and with its default (and choices) from the recipe."""
+    group = parser.add_argument_group(f"{cls.name} settings (the recipe {cls.__name__})")
+    defaults = cls()
+    for field in dataclasses.fields(cls):
+        if field.name == "quick":
+            continue
+        kind = field_types(cls)[field.name]
+        default = getattr(defaults, field.name)
+        help_text = cls.HELP.get(field.name, field.name.replace("_", " "))
+        if kind is bool:
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_text} (default {default})")
+        elif kind is tuple:
+            group.add_argument(_flag(field.name), type=float if default and isinstance(default[0], float) else int,
+                               nargs="+", help=f"{help_text} (default {' '.join(map(str, default))})")
+        else:
+            group.add_argument(_flag(field.name), type=kind if kind in (int, float, str) else str,
+                               choices=cls.CHOICES.get(field.name), help=f"{help_text} (default {default})")
 
 
-def _shipped_name(args, payload: dict) -> str:
-    """The file name under checkpoints/ that the chapter's notebook loads."""
-    if args.model == "air":
-        from .experiments.air import checkpoint_name
-        return checkpoint_name(payload["model_config"]["inference"])
-    from .experiments.vae import checkpoint_name
-    return checkpoint_name(args.latent_dim)
+def _recipe_from(args, cls):
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                if f.name != "quick" and getattr(args, f.name, None) is not None}
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    return cls(**settings).at_scale("quick" if args.quick else "full")
 
 
-def _ship(args) -> None:
-    payload = checkpoints.read_checkpoint(args.run)
-    destination = checkpoints.checkpoint_dir() / _shipped_name(args, payload)
-    checkpoints.export_checkpoint(args.run, destination)
-    final = payload["history"][-1]
-    metrics = {k: round(v, 4) for k, v in final.items() if k.startswith("val_")}
-    metrics["epochs"] = final["epoch"]
-    info = payload.get("provenance") or {**payload["train_config"]["provenance"],
-                                         "wall_time_s": round(payload["wall_time_s"], 1)}
-    if args.note:
-        info = {**info, "note": args.note}
-    entry = checkpoints.record_in_manifest(destination, info, metrics)
-    print(f"Shipped {destination} ({entry['bytes'] / 1e6:.1f} MB), listed in manifest.json; by: {current_command()}")
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    parser.add_argument("--run-dir", help="run folder, resumed if it exists (default runs/<model>/<run name>)")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--quick", action="store_true", help="the recipe's quick scale: a smoke test, not a result")
+    parser.add_argument("--budget-s", type=float, help="stop after this many seconds of training; rerun to resume")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps; rerun to resume")
 
 
-def main(argv=None) -> None:
+def _train(args) -> int:
+    from .runner import default_run_dir, train
+
+    cls = recipe_class(args.model)
+    recipe = _recipe_from(args, cls)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe, args.seed)
+    stop = Stop(seconds=args.budget_s, steps=args.max_steps) if args.budget_s or args.max_steps else None
+    run = train(recipe, args.seed, run_dir, device=args.device, progress="terminal", stop=stop)
+    record = run.record
+    if record["status"] == "interrupted":
+        print(f"Interrupted. {run_dir / 'checkpoint.pt'}: {_saved(run_dir)}; rerun the same command to resume.")
+        return EXIT_INTERRUPTED
+    what = "Stopped early" if record["status"] == "stopped" else "Done"
+    print(f"{what}: {run_dir} holds {record['epochs_done']} of {recipe.epochs} epochs "
+          f"({record['wall_time_s']:.0f} s on {record['device']})"
+          + ("; rerun the same command to resume." if record["status"] == "stopped" else "."))
+    return 0
+
+
+def _saved(run_dir: Path) -> str:
+    from .checkpoints import read_checkpoint
+
+    try:
+        return f"{read_checkpoint(run_dir / 'checkpoint.pt')['epoch']} complete epochs saved"
+    except CheckpointError:
+        return "nothing saved yet"
+
+
+def _ship(args) -> int:
+    from .records import ship
+
+    ship(args.run, expect=args.model, note=args.note)
+    return 0
+
+
+def _sweep(args) -> int:
+    from .runner import Job, sweep
+
+    cls = recipe_class(args.model)
+    recipe = _recipe_from(args, cls)
+    out = Path(args.out or f"runs/sweeps/{recipe.run_name(0).removesuffix('_seed0')}")
+    records = sweep([Job(recipe, s) for s in args.seeds], out, executor=args.executor,
+                    max_parallel=args.max_parallel, device=args.device, threads=args.threads)
+    for key, record in records.items():
+        print(f"{key}: {(record or {}).get('status', 'missing')}")
+    return 1 if any((r or {}).get("status") == "failed" for r in records.values()) else 0
+
+
+def _reproduce(args) -> int:
+    from .runner import reproduce
+
+    summary = reproduce(args.chapters or None, scale=args.scale, executor=args.executor, out=args.out,
+                        max_parallel=args.max_parallel, device=args.device, threads=args.threads)
+    return 1 if any(s["failed"] for s in summary.values()) else 0
+
+
+def _prepare_data(args) -> int:
+    from .data import prepare_mnist
+
+    print(f"MNIST is ready in {prepare_mnist(args.root) / 'MNIST' / 'raw'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .runner import EXECUTORS, EXPERIMENTS
+
+    registry = load_all()
     parser = argparse.ArgumentParser(prog="objectcentric", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("prepare-data", help="make MNIST available offline")
     data.add_argument("--root", help="data folder (default: $OBJECTCENTRIC_DATA or <project>/data)")
-    data.set_defaults(handler=lambda a: print(f"MNIST is ready in {prepare_mnist(a.root) / 'MNIST' / 'raw'}"))
+    data.set_defaults(handler=_prepare_data)
 
-    train = commands.add_parser("train", help="train a model at full settings")
-    train.add_argument("model", choices=sorted(TRAINERS))
-    train.add_argument("--latent-dim", type=int, default=50)
-    train.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
-    train.add_argument("--checkpoint", help="training checkpoint, resumed if it exists (default runs/vae_z<d>.pt)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    train.add_argument("--quick", action="store_true", help="tiny settings, for a smoke test")
-    train.add_argument("--inference", choices=["difference", "recurrent"], default="difference",
-                       help="air: the inference network (default difference)")
-    dvae = train.add_argument_group("dvae (Chapter 5: clustering with prototypes)")
-    dvae.add_argument("--kind", choices=["dvae", "dvae_st"], default="dvae_st", help="D-VAE or D-VAE-ST")
-    dvae.add_argument("--dataset", default="FullMNIST",
-                      choices=["SimplifiedMNIST", "FullMNIST", "FashionMNIST", "Letters"])
-    dvae.add_argument("--estimator", default="exact", choices=["exact", "reinforce", "nvil", "concrete", "rebar", "relax"])
-    dvae.add_argument("--k", type=int, help="number of clusters (default: the number of classes)")
-    dvae.add_argument("--seeds", help="seeds trained side by side, e.g. 0-4 or 0,3 (default: --seed)")
-    dvae.add_argument("--variant", default="robust", choices=["thesis", "robust", "split", "kmeans"],
-                      help="training recipe (see objectcentric.experiments.dvae)")
-    dvae.add_argument("--out", help="folder for the results JSON, prototypes and best checkpoint (default runs/dvae)")
-    dvae.add_argument("--deadline", type=float, help="stop training at this time.time() and report what was learned")
-    dvae.add_argument("--save-best", action="store_true", help="also write the best seed as a checkpoint")
-    train.set_defaults(handler=lambda a: TRAINERS[a.model](a))
+    train = commands.add_parser("train", help="train one recipe for one seed (resumable)")
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    sweeps = commands.add_parser("sweep", help="several seeds of one recipe, through submitit")
+    sweep_models = sweeps.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for name, cls in sorted(registry.items()):
+        one = models.add_parser(name, help=f"Chapter {cls.chapter}: {cls.__doc__.splitlines()[0]}")
+        _add_recipe_flags(one, cls)
+        _add_run_flags(one)
+        one.set_defaults(handler=_train)
+        many = sweep_models.add_parser(name, help=f"Chapter {cls.chapter}: {cls.__doc__.splitlines()[0]}")
+        _add_recipe_flags(many, cls)
+        many.add_argument("--seeds", type=parse_seeds, required=True, help="e.g. 0-4 or 0,3,7")
+        many.add_argument("--out", help="sweep folder (default runs/sweeps/<run name>)")
+        many.add_argument("--quick", action="store_true", help="the quick scale: a smoke test")
+        _add_executor_flags(many, EXECUTORS)
+        many.set_defaults(handler=_sweep)
 
     ship = commands.add_parser("ship", help="export a run to checkpoints/ and list it in the manifest")
-    ship.add_argument("model", choices=["vae", "air"])
-    ship.add_argument("run", help="training checkpoint written by `train`")
-    ship.add_argument("--latent-dim", type=int, default=50)
-    ship.add_argument("--note", help="a remark stored with the manifest entry (how the run ended, say)")
+    ship.add_argument("model", choices=sorted(registry), help="the recipe the run must hold")
+    ship.add_argument("run", help="run folder (or its checkpoint.pt) written by `train`")
+    ship.add_argument("--note", help="a remark stored with the manifest entry")
     ship.set_defaults(handler=_ship)
 
-    args = parser.parse_args(argv)
-    args.handler(args)
+    again = commands.add_parser("reproduce", help="rerun the book's recorded experiments and collect them")
+    again.add_argument("chapters", nargs="*", choices=[[], *sorted(EXPERIMENTS)], metavar="CHAPTER",
+                       help=f"one or more of {', '.join(EXPERIMENTS)} (default: all)")
+    again.add_argument("--scale", choices=SCALES, default="quick",
+                       help="quick: a smoke test into --out; full: the recorded runs, into results/ and checkpoints/")
+    again.add_argument("--out", default="runs/reproduce", help="run folder (default runs/reproduce)")
+    _add_executor_flags(again, EXECUTORS)
+    again.set_defaults(handler=_reproduce)
+    return parser
+
+
+def _command_words(args) -> str:
+    return " ".join(w for w in (args.command, getattr(args, "model", None)) if w)
+
+
+def _flags_of(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The long flags the chosen (sub)command accepts."""
+    for word in (args.command, getattr(args, "model", None)):
+        if word is None:
+            break
+        choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        parser = choices[word]
+    return sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help")
+
+
+def _add_executor_flags(parser, executors) -> None:
+    parser.add_argument("--executor", choices=executors, default="local",
+                        help="local processes (default), a SLURM cluster, or inline in this process")
+    parser.add_argument("--max-parallel", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--threads", type=int, help="torch threads per run")
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        unknown = [e for e in extra if e.startswith("-")] or extra
+        parser.exit(2, f"error: {', '.join(unknown)} {'is not a flag' if len(unknown) == 1 else 'are not flags'} of "
+                       f"`{_command_words(args)}`; its flags are: {', '.join(_flags_of(parser, args))}\n")
+    try:
+        code = args.handler(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except (RecipeError, CheckpointError, NonFiniteLossError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 2 if isinstance(error, RecipeError) else 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

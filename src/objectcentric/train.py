@@ -1,18 +1,21 @@
 """One training loop for every model of the book (Chapter 1 introduces it).
 
-``fit`` trains a model on an in-memory dataset, one epoch at a time, and after
-each epoch writes a checkpoint with everything needed to resume exactly where
-it stopped: weights, optimizer and scheduler state, history and random state.
-It shows a live loss plot in a notebook and a progress bar in a terminal,
-stops on a non-finite loss without touching the last good checkpoint, and on
-Ctrl-C returns the model and its history instead of losing them.
+``fit`` trains a model on an in-memory dataset as a recipe says, one epoch at
+a time, and after each epoch writes a checkpoint with everything needed to
+resume exactly where it stopped: weights, optimizer and scheduler state,
+history and random state. It shows a live loss plot in a notebook and a
+progress bar in a terminal; it stops on a non-finite loss or gradient before
+it reaches the weights, without touching the last good checkpoint; a stop
+condition (deadline, time or step budget) ends a run early and saves it
+mid-epoch, so that it resumes there; on Ctrl-C it returns the model and its
+history instead of losing them. A run file is locked while a process trains
+into it, and resuming checks that the file holds the same recipe and seed.
 """
 
 import math
 import random
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +26,6 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .checkpoints import CheckpointError, load_model_state, model_payload, read_checkpoint, save_checkpoint
 
-StepFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
-
-
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
 
@@ -35,8 +35,10 @@ class TrainResult:
     """What ``fit`` returns: the per-epoch history and how the run ended."""
 
     history: list[dict] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: bool = False  # Ctrl-C
+    stopped: str | None = None  # the stop condition that ended the run early, if one did
     wall_time_s: float = 0.0
+    steps: int = 0
 
 
 # --- device and randomness --------------------------------------------------------------
@@ -166,147 +168,317 @@ class _Progress:
             self.bar.close()
 
 
+# --- when to stop early -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stop:
+    """A stop condition that ``fit`` checks after every step.
+
+    ``deadline``: a ``time.time()`` value; ``seconds``: training seconds for
+    this call; ``steps``: total optimizer steps of the run. A run that
+    reaches one saves where it is (mid-epoch included) and says so in its
+    result; training the same run again resumes from there.
+    """
+
+    deadline: float | None = None
+    seconds: float | None = None
+    steps: int | None = None
+
+    def reason(self, started: float, steps_done: int) -> str | None:
+        if self.steps is not None and steps_done >= self.steps:
+            return f"step budget of {self.steps} steps"
+        if self.seconds is not None and time.perf_counter() - started >= self.seconds:
+            return f"time budget of {self.seconds:g} s"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "deadline"
+        return None
+
+
+class RunMismatchError(CheckpointError):
+    """A run file holds a run trained with other settings than the ones asked for now."""
+
+
+class RunInUseError(CheckpointError):
+    """Another process is training into the same run file."""
+
+
 # --- the loop -------------------------------------------------------------------------------
 def fit(
     model: nn.Module,
     data: Dataset,
-    step: StepFn,
+    recipe,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float = 1e-3,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-    checkpoint: str | Path | None = None,
-    resume: bool = True,
     seed: int = 0,
+    checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
     progress: str = "auto",
-    train_config: dict | None = None,
-    after_step: Callable[[int, int], None] | None = None,
-    clip_grad_norm: float | None = None,
+    stop: Stop | None = None,
+    provenance: dict | None = None,
 ) -> TrainResult:
-    """Train ``model`` for ``epochs`` epochs on ``data`` and return its history.
+    """Train ``model`` on ``data`` as ``recipe`` says and return its history.
 
-    ``step(model, batch)`` returns a dict of scalar tensors whose ``"loss"`` is
-    minimised; every entry is averaged per epoch into the history. ``evaluate``
-    (optional) adds held-out numbers, stored as ``val_<name>``. With
-    ``checkpoint`` set, the state is written there after every epoch, and an
-    existing file is resumed from when ``resume`` is true. ``scheduler`` builds
-    an LR scheduler from the optimizer, stepped once per epoch. ``after_step``
-    is called with (epoch, step) after each optimizer step (a hook for tests
-    and debugging). ``progress`` is "auto", "notebook", "terminal" or "none".
-    ``clip_grad_norm`` rescales each step's gradient to at most that norm, per
-    parameter group of the optimizer (for score-function gradients, whose rare
-    huge values can throw a model off).
+    The recipe (:class:`objectcentric.recipes.Recipe`) gives the epochs, the
+    batch size, one step's loss, the optimizer, the schedule, gradient
+    clipping and the held-out numbers (``val_<name>``). With ``checkpoint``
+    set, the state is written there after every epoch (and where ``stop``
+    ends the run), and an existing file is resumed from, after checking
+    that it holds this recipe and seed. ``progress`` is "auto", "notebook",
+    "terminal" or "none".
     """
     device = pick_device(device)
     model.to(device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    lr_scheduler = scheduler(optimizer) if scheduler else None
+    optimizer = recipe.optimizer(model)
+    lr_scheduler = recipe.scheduler(optimizer)
+    evaluate = recipe.evaluator()
+    identity = {"recipe": recipe.name, "settings": recipe.settings(), "seed": int(seed)}
     seed_everything(seed)
-    result, start_epoch = TrainResult(), 1
+    result, start = TrainResult(), {"epoch": 1}
     checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and resume and checkpoint.exists():
-        start_epoch, result = _resume(checkpoint, model, optimizer, lr_scheduler)
-        if start_epoch > epochs:
-            print(f"{checkpoint} already holds {start_epoch - 1} epochs: nothing to train.")
-            return result
-
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    display = _Progress(progress, epochs * steps_per_epoch, (start_epoch - 1) * steps_per_epoch)
-    started = time.perf_counter() - result.wall_time_s
+    lock = _claim(checkpoint, provenance) if checkpoint else None
     try:
-        for epoch in range(start_epoch, epochs + 1):
-            epoch_start = time.perf_counter()
-            record = _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device,
-                                  display, after_step, checkpoint, clip_grad_norm)
-            if lr_scheduler is not None:
-                record["lr"] = optimizer.param_groups[0]["lr"]
-                lr_scheduler.step()
-            if evaluate is not None:
-                model.eval()
-                with torch.no_grad():
-                    record.update({f"val_{k}": float(v) for k, v in evaluate(model).items()})
-                model.train()
-            record["seconds"] = time.perf_counter() - epoch_start
-            result.history.append(record)
-            result.wall_time_s = time.perf_counter() - started
-            display.epoch(record)
-            if checkpoint:
-                save_checkpoint(checkpoint, {
-                    **model_payload(model),
-                    "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": lr_scheduler.state_dict() if lr_scheduler else None,
-                    "epoch": epoch,
-                    "history": result.history,
-                    "rng_state": rng_state(),
-                    "train_config": {"epochs": epochs, "batch_size": batch_size, "seed": seed,
-                                     **(train_config or {})},
-                    "wall_time_s": result.wall_time_s,
-                })
-    except KeyboardInterrupt:
-        result.interrupted = True
-        kept = f"; {checkpoint} holds the last complete epoch, rerun to resume" if checkpoint else ""
-        print(f"Interrupted: the model keeps its current weights and the history its "
-              f"{len(result.history)} complete epochs{kept}.")
+        if checkpoint and checkpoint.exists():
+            start, result = _resume(checkpoint, model, optimizer, lr_scheduler, identity)
+            if start["epoch"] > recipe.epochs:
+                print(f"{checkpoint} already holds {start['epoch'] - 1} epochs: nothing to train.")
+                return result
+        loop = _Loop(model, data, recipe, optimizer, seed, device, checkpoint, stop, result)
+        steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
+        loop.display = _Progress(progress, recipe.epochs * steps_per_epoch,
+                                 (start["epoch"] - 1) * steps_per_epoch + start.get("index", 0))
+        try:
+            for epoch in range(start["epoch"], recipe.epochs + 1):
+                partial = start if epoch == start["epoch"] and "index" in start else None
+                record = loop.epoch(epoch, partial)
+                if record is None:  # stopped mid-epoch: saved where it is
+                    break
+                recipe.end_of_epoch(model, optimizer, epoch, seed)
+                if lr_scheduler is not None:
+                    record["lr"] = optimizer.param_groups[0]["lr"]
+                    lr_scheduler.step()
+                if evaluate is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        record.update({f"val_{k}": float(v) for k, v in evaluate(model).items()})
+                    model.train()
+                result.history.append(record)
+                result.wall_time_s = loop.elapsed()
+                loop.display.epoch(record)
+                loop.save(epoch, lr_scheduler, identity, provenance)
+                if result.stopped is None and stop is not None and epoch < recipe.epochs:
+                    result.stopped = stop.reason(loop.started, loop.steps_done)
+                if result.stopped:
+                    break
+            if loop.partial_state is not None:
+                loop.save(loop.partial_state["epoch"] - 1, lr_scheduler, identity, provenance)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            kept = (f"; {checkpoint} holds {_saved_epochs(checkpoint)}, rerun to resume"
+                    if checkpoint else "")
+            print(f"Interrupted: the model keeps its current weights and the history its "
+                  f"{len(result.history)} complete epochs{kept}.")
+        finally:
+            loop.display.close()
+        if result.stopped:
+            print(f"Stopped at the {result.stopped} after {loop.steps_done} steps"
+                  + (f"; {checkpoint} holds the run so far, rerun to resume." if checkpoint else "."))
+        result.steps = loop.steps_done
+        return result
     finally:
-        display.close()
-    return result
+        if lock is not None:
+            checkpoint.with_name(checkpoint.name + ".owner").unlink(missing_ok=True)
+            lock.release()
+
+
+def _saved_epochs(checkpoint: Path) -> str:
+    try:
+        return f"{read_checkpoint(checkpoint)['epoch']} complete epochs"
+    except CheckpointError:
+        return "no complete epoch yet"
+
+
+def _claim(checkpoint: Path, provenance: dict | None):
+    """Check the run file can be written, then lock it for this process (an error names the holder)."""
+    import json
+    import os
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    if checkpoint.exists() and checkpoint.is_dir():
+        raise CheckpointError(f"the checkpoint path {checkpoint} is a folder; give a file name")
+    try:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        probe = checkpoint.with_name(checkpoint.name + ".write-test")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot write the checkpoint {checkpoint} ({error.strerror or error}); nothing was trained. "
+            "Choose a writable location (--run-dir or checkpoint=...)."
+        ) from error
+    owner = checkpoint.with_name(checkpoint.name + ".owner")
+    lock = FileLock(str(checkpoint) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = json.loads(owner.read_text())
+            who = (f"process {holder.get('pid')} on {holder.get('host')} "
+                   f"({holder.get('command', 'command unknown')}, since {holder.get('since')})")
+        except (OSError, ValueError):
+            who = "another process"
+        raise RunInUseError(
+            f"{checkpoint} is being trained by {who}. Wait for it to finish, or train into another "
+            "run folder; two trainings into one file would overwrite each other."
+        ) from None
+    owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "command": (provenance or {}).get("command"),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    return lock
 
 
 def _non_finite(what: str, epoch: int, index: int, checkpoint) -> NonFiniteLossError:
     """The error that stops training when a number became NaN, saying what was kept."""
-    kept = f"the last good checkpoint {checkpoint} is unchanged" if checkpoint else "no checkpoint was written"
+    if checkpoint and Path(checkpoint).exists():
+        kept = f"the last good checkpoint {checkpoint} ({_saved_epochs(Path(checkpoint))}) is unchanged"
+    elif checkpoint:
+        kept = f"no checkpoint yet: {checkpoint} was not written"
+    else:
+        kept = "no checkpoint was asked for"
     return NonFiniteLossError(
         f"{what} at epoch {epoch}, step {index}; training stopped and {kept}. "
         "Lower the learning rate (or clip gradients) or check the data for NaN values."
     )
 
 
-def _train_epoch(model, data, step, optimizer, epoch, batch_size, seed, device, display, after_step, checkpoint,
-                 clip_grad_norm=None):
-    """One pass over the data; returns the epoch's mean of every number ``step`` reports."""
-    model.train()
-    sums: dict[str, float] = {}
-    n_batches = 0
-    for index, batch in enumerate(epoch_batches(data, batch_size, seed, epoch), start=1):
-        batch = tuple(t.to(device, non_blocking=True) for t in batch)
-        try:
-            terms = step(model, batch)
-        except RuntimeError as error:  # e.g. sampling from a distribution whose parameters became NaN
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
-                raise _non_finite("the model's parameters became NaN or infinite", epoch, index,
-                                  checkpoint) from error
-            raise
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise _non_finite(f"the loss became {loss.item()}", epoch, index, checkpoint)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad_norm is not None:  # per parameter group: a baseline's large gradient must not shrink the model's
-            for group in optimizer.param_groups:
-                norm = torch.nn.utils.clip_grad_norm_(group["params"], clip_grad_norm)
-                if not torch.isfinite(norm):
-                    raise _non_finite("the gradient became NaN or infinite", epoch, index, checkpoint)
-        optimizer.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
-        n_batches += 1
-        display.step(epoch, float(loss.detach()))
-        if after_step is not None:
-            after_step(epoch, index)
-    return {"epoch": epoch, **{name: total / n_batches for name, total in sums.items()}}
+class _Loop:
+    """The state of one ``fit`` call: steps done, timing, and the run's partial epoch when stopped."""
+
+    def __init__(self, model, data, recipe, optimizer, seed, device, checkpoint, stop, result):
+        self.model, self.data, self.recipe, self.optimizer = model, data, recipe, optimizer
+        self.seed, self.device, self.checkpoint, self.stop, self.result = seed, device, checkpoint, stop, result
+        self.started = time.perf_counter()
+        self.wall_before = result.wall_time_s
+        self.steps_done = result.steps
+        self.partial_state = None
+        self.display = None
+
+    def elapsed(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def epoch(self, epoch: int, partial: dict | None) -> dict | None:
+        """One pass over the data; the epoch's mean of every term, or None when stopped mid-epoch."""
+        model, recipe = self.model, self.recipe
+        model.train()
+        sums: dict[str, float] = dict(partial["sums"]) if partial else {}
+        skip = partial["index"] if partial else 0
+        epoch_start = time.perf_counter() - (partial["seconds"] if partial else 0.0)
+        index = skip
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for index, batch in enumerate(epoch_batches(self.data, recipe.batch_size, self.seed, epoch), start=1):
+            if index <= skip:
+                continue
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            try:
+                terms = recipe.step(model, batch)
+            except (RuntimeError, ValueError) as error:  # e.g. a distribution built from NaN parameters
+                if not all(torch.isfinite(p).all() for p in parameters):
+                    raise _non_finite("the model's parameters became NaN or infinite", epoch, index,
+                                      self.checkpoint) from error
+                raise
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise _non_finite(f"the loss became {loss.item()}", epoch, index, self.checkpoint)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._check_and_clip(epoch, index)
+            self.optimizer.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            self.steps_done += 1
+            self.display.step(epoch, float(loss.detach()))
+            if self.stop is not None and index < math.ceil(len(self.data) / recipe.batch_size):
+                reason = self.stop.reason(self.started, self.steps_done)
+                if reason:
+                    self.result.stopped = reason
+                    self.partial_state = {"epoch": epoch, "index": index, "sums": sums,
+                                          "seconds": time.perf_counter() - epoch_start}
+                    self.result.wall_time_s = self.elapsed()
+                    return None
+        record = {"epoch": epoch, **{name: total / index for name, total in sums.items()}}
+        record["seconds"] = time.perf_counter() - epoch_start
+        return record
+
+    def _check_and_clip(self, epoch: int, index: int) -> None:
+        """Stop on a NaN or infinite gradient before it reaches the weights; clip per parameter group."""
+        limit = self.recipe.clip_grad_norm
+        for group in self.optimizer.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            norm = torch.nn.utils.clip_grad_norm_(params, limit if limit is not None else math.inf)
+            if not torch.isfinite(norm):
+                raise _non_finite("the gradient became NaN or infinite", epoch, index, self.checkpoint)
+
+    def save(self, epoch: int, lr_scheduler, identity: dict, provenance: dict | None) -> None:
+        if not self.checkpoint:
+            return
+        save_checkpoint(self.checkpoint, {
+            **model_payload(self.model),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": lr_scheduler.state_dict() if lr_scheduler else None,
+            "epoch": epoch,
+            "partial_epoch": self.partial_state,
+            "steps": self.steps_done,
+            "history": self.result.history,
+            "rng_state": rng_state(),
+            "train_config": identity,
+            "provenance": provenance or {},
+            "wall_time_s": self.elapsed(),
+        })
 
 
-def _resume(checkpoint: Path, model, optimizer, lr_scheduler) -> tuple[int, TrainResult]:
-    payload = load_model_state(checkpoint, model, read_checkpoint(checkpoint))
+def _resume(checkpoint: Path, model, optimizer, lr_scheduler, identity: dict) -> tuple[dict, TrainResult]:
+    payload = read_checkpoint(checkpoint)
     if "optimizer_state" not in payload:
         raise CheckpointError(f"{checkpoint} is a shipped checkpoint without optimizer state; it cannot be resumed")
+    recorded = payload.get("train_config") or {}
+    if "recipe" not in recorded:
+        raise RunMismatchError(
+            f"{checkpoint} was written by an older version of the book's trainer and records no recipe; "
+            "it cannot be resumed safely. Train into a new run file (or delete this one)."
+        )
+    differences = _differences(recorded, identity)
+    if differences:
+        listed = "; ".join(differences)
+        raise RunMismatchError(
+            f"{checkpoint} holds a run with other settings than the ones asked for now ({listed}). "
+            "Nothing was trained. To keep both, train into a new run folder (--run-dir); to continue the "
+            "recorded run, repeat its settings."
+        )
+    load_model_state(checkpoint, model, payload)
     optimizer.load_state_dict(payload["optimizer_state"])
     if lr_scheduler is not None and payload.get("scheduler_state"):
         lr_scheduler.load_state_dict(payload["scheduler_state"])
     set_rng_state(payload["rng_state"])
+    partial = payload.get("partial_epoch")
+    result = TrainResult(history=list(payload["history"]), wall_time_s=payload["wall_time_s"],
+                         steps=payload.get("steps", 0))
+    if partial:
+        print(f"Resuming from {checkpoint} at epoch {partial['epoch']}, step {partial['index']}.")
+        return dict(partial), result
     print(f"Resuming from {checkpoint} after epoch {payload['epoch']}.")
-    return payload["epoch"] + 1, TrainResult(history=list(payload["history"]), wall_time_s=payload["wall_time_s"])
+    return {"epoch": payload["epoch"] + 1}, result
+
+
+def _differences(recorded: dict, asked: dict) -> list[str]:
+    """What differs between the recorded run and the one asked for, as readable phrases."""
+    out = []
+    if recorded.get("recipe") != asked["recipe"]:
+        out.append(f"recipe {recorded.get('recipe')!r} recorded, {asked['recipe']!r} asked")
+    if recorded.get("seed") != asked["seed"]:
+        out.append(f"seed {recorded.get('seed')} recorded, {asked['seed']} asked")
+    old, new = recorded.get("settings", {}), asked["settings"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            out.append(f"{key}={old.get(key)!r} recorded, {key}={new.get(key)!r} asked")
+    return out

@@ -6,6 +6,7 @@ Prior: a standard normal p(z).
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,20 +17,31 @@ from ..checks import check_image_batch
 from ..modules import mlp
 
 
-class VAE(nn.Module):
-    """A fully connected VAE with a Gaussian posterior and Bernoulli pixels (Chapter 1)."""
+@dataclass(frozen=True)
+class VAEConfig:
+    """The settings of a :class:`VAE`."""
 
-    def __init__(self, latent_dim: int = 50, hidden_dims=(512, 512), image_shape=(1, 28, 28)):
+    latent_dim: int = 50
+    hidden_dims: tuple[int, ...] = (512, 512)
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+
+
+class VAE(nn.Module):
+    """A fully connected VAE with a Gaussian posterior and Bernoulli pixels (Chapter 1).
+
+    Built from a :class:`VAEConfig`, or from its fields as keywords: ``VAE(latent_dim=2)``.
+    """
+
+    def __init__(self, config: VAEConfig | None = None, **settings):
         super().__init__()
-        self.config = {
-            "latent_dim": int(latent_dim),
-            "hidden_dims": [int(h) for h in hidden_dims],
-            "image_shape": [int(s) for s in image_shape],
-        }
-        self.latent_dim = int(latent_dim)
-        self.image_shape = tuple(self.config["image_shape"])
+        if config is not None and settings:
+            raise TypeError("give a VAEConfig or its fields as keywords, not both")
+        config = config or VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        self.config = config
+        self.latent_dim = int(config.latent_dim)
+        self.image_shape = tuple(config.image_shape)
         n_pixels = math.prod(self.image_shape)
-        hidden = self.config["hidden_dims"]
+        hidden = list(config.hidden_dims)
         # The encoder emits 2 numbers per latent: a mean and a log standard deviation.
         self.encoder = mlp([n_pixels, *hidden, 2 * self.latent_dim])
         self.decoder = mlp([self.latent_dim, *reversed(hidden), n_pixels])

@@ -125,6 +125,42 @@ def load_run(run: str | Path, device="cpu") -> tuple[Recipe, nn.Module, dict]:
     return recipe, model.to(device).eval(), payload
 
 
+def load_or_train(recipe: Recipe, mode: str, seed: int = 0, *, run_dir: str | Path | None = None,
+                  device=None, progress: str = "auto") -> Run:
+    """A chapter's model in one call: the shipped checkpoint in read mode, else a training run.
+
+    ``mode`` is the notebook's (:func:`objectcentric.modes.run_mode`): "read"
+    loads ``recipe.shipped_name()`` (checked against the manifest) when it is
+    there; "quick" trains the recipe's quick scale without writing anything;
+    "train" (or read mode without a shipped file) trains the full recipe into
+    ``run_dir`` (default ``runs/<name>/<run name>``), resumable. The run's
+    ``record["loaded"]`` says which happened; ``history`` is the loss history
+    (recorded or new) that ``replay_history`` draws.
+    """
+    from .checkpoints import checkpoint_dir, load_shipped
+
+    name = recipe.shipped_name()
+    if mode == "read" and name is not None:
+        try:
+            path = checkpoint_dir() / name
+        except CheckpointError:
+            path = None
+        if path is not None and path.is_file():
+            model = recipe.build_model()
+            payload = load_shipped(name, model, path.parent)
+            print(f"Loaded the shipped checkpoint {name}; set OBJECTCENTRIC_TRAIN=1 to train instead.")
+            model = model.to(pick_device(device)).eval()
+            return Run(model=model, record={"loaded": True, "file": name}, history=list(payload.get("history", [])))
+        print(f"No shipped checkpoint {name}: training at full settings.")
+    if mode == "quick":
+        run = train(recipe.at_scale("quick"), seed, None, device=device, progress=progress)
+    else:
+        run = train(recipe, seed, run_dir or default_run_dir(recipe, seed), device=device, progress=progress)
+    run.model.eval()
+    run.record["loaded"] = False
+    return run
+
+
 # --- sweeps -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Job:

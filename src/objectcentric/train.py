@@ -224,6 +224,8 @@ def fit(
     that it holds this recipe and seed. ``progress`` is "auto", "notebook",
     "terminal" or "none".
     """
+    if len(data) == 0:
+        raise ValueError("the training data set is empty: nothing to train on")
     device = pick_device(device)
     model.to(device)
     optimizer = recipe.optimizer(model)

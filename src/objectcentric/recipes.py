@@ -29,7 +29,7 @@ from .checkpoints import plain_data
 # The modules that define the book's recipes and experiments, imported on first use.
 RECIPE_MODULES = (
     "objectcentric.experiments.vae",
-    # "objectcentric.experiments.beta_vae",
+    "objectcentric.experiments.beta_vae",
     # "objectcentric.experiments.estimators",
     # "objectcentric.experiments.dvae",
     # "objectcentric.experiments.air",

@@ -98,3 +98,133 @@ def confusion_plot(matrix, class_names, title: str | None = None, ax=None):
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+# --- Chapter 2 (β-VAE): the sweep's figures ----------------------------------------------------------
+# They draw the records of results/beta_vae.json and the frames of checkpoints/beta_vae_frames.pt
+# (objectcentric.experiments.beta_vae writes both).
+ARCHITECTURE_COLORS = {"fc": "tab:blue", "conv": "tab:orange", "allconv": "tab:green"}
+DATASET_TITLES = {"one_ball": "one ball", "two_balls": "two balls", "shapes": "shapes"}
+
+
+def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = None, max_latents: int = 10):
+    """Seed 001's traversal figure (Chapter 2): for each run, rows are latents ordered by average
+    posterior std (lowest, i.e. most used, on top), columns the values -3 ... 3 given to that latent."""
+    from .experiments.beta_vae import latent_labels
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 4.6), squeeze=False)
+    for ax, key, title in zip(axes[0], keys, titles or keys):
+        frame = frames[key]
+        shown = frame["frames"][:max_latents].float() / 255
+        image_grid(shown.flatten(0, 1)[:, None], nrow=shown.shape[1], ax=ax)
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_on()
+        height = shown.shape[-2] + 2
+        ax.set_yticks([2 + height * (r + 0.5) for r in range(len(shown))],
+                      latent_labels(frame)[:len(shown)], fontsize=7)
+        width = shown.shape[-1] + 2
+        ax.set_xticks([2 + width * (c + 0.5) for c in range(shown.shape[1])],
+                      [f"{v:g}" for v in frame["values"]], fontsize=7)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_posterior_std(runs: list[dict]):
+    """Seed 001's second figure (Chapter 2): each latent's average posterior std, sorted, per family and β.
+
+    A latent at std 1 is unused (its posterior is the prior); the lower the
+    curve starts, the fewer latents the model relies on, and the more precisely.
+    """
+    from .experiments.beta_vae import ARCHITECTURES, BALL_DATASETS, SHAPES_ARCHITECTURE, find_run
+
+    panels = [(d, a) for d in BALL_DATASETS for a in ARCHITECTURES] + [("shapes", SHAPES_ARCHITECTURE)]
+    panels = [(d, a) for d, a in panels if any(r["dataset"] == d and r["architecture"] == a for r in runs)]
+    columns = len(ARCHITECTURES)
+    rows = int(np.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(11, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (dataset, architecture) in zip(axes.flat, panels):
+        betas = sorted({r["beta"] for r in runs if r["dataset"] == dataset})
+        colors = plt.cm.viridis(np.linspace(0, 0.85, len(betas)))
+        for beta, color in zip(betas, colors):
+            run = find_run(runs, dataset, architecture, beta)
+            if run:
+                std = sorted(run["posterior_std"])
+                ax.plot(range(1, len(std) + 1), std, "o-", ms=3, color=color, label=f"β = {beta:g}")
+        top = max([1.0] + [s for r in runs if (r["dataset"], r["architecture"]) == (dataset, architecture)
+                           for s in r["posterior_std"]])
+        ax.set_ylim(0, top + 0.1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set_title(f"{DATASET_TITLES[dataset]}, {architecture}", fontsize=10)
+        ax.set_xlabel("latent, sorted", fontsize=8)
+        ax.set_ylabel("mean posterior std", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstruction(runs: list[dict]):
+    """Seed 001's third figure (Chapter 2): held-out reconstruction error against β, per family and dataset."""
+    from .experiments.beta_vae import ARCHITECTURES, DATASETS
+
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in runs)]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for architecture in ARCHITECTURES:
+            points = sorted((r["beta"], r["reconstruction_nats"]) for r in runs
+                            if r["dataset"] == dataset and r["architecture"] == architecture)
+            if points:
+                betas, errors = zip(*points)
+                ax.plot(betas, errors, "o-", color=ARCHITECTURE_COLORS[architecture], label=architecture)
+        ax.set_xscale("log")
+        betas = sorted({r["beta"] for r in runs if r["dataset"] == dataset})
+        ax.set_xticks(betas, [f"{b:g}" for b in betas])
+        ax.minorticks_off()
+        ax.set_xlabel("β")
+        ax.set_ylabel("reconstruction error (nats per image)")
+        ax.set_title(DATASET_TITLES[dataset])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_factor_information(runs: list[dict], betas=None, factor_names=None):
+    """Which latent knows which factor (Chapter 2): normalized mutual information (latents × factors) on
+    shapes, for the runs at ``betas`` (default: the live-decoded models' β)."""
+    from .data.shapes import FACTOR_NAMES
+    from .experiments.beta_vae import SHAPES_ARCHITECTURE, SHIPPED_SHAPES_BETAS, find_run
+
+    chosen = [find_run(runs, "shapes", SHAPES_ARCHITECTURE, b) for b in (betas or SHIPPED_SHAPES_BETAS)]
+    chosen = [r for r in chosen if r and "normalized_mutual_information" in r]
+    fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(3.4 * max(1, len(chosen)), 3.8), squeeze=False)
+    for ax, run in zip(axes[0], chosen):
+        nmi = np.asarray(run["normalized_mutual_information"])[run["order_by_std"]]
+        ax.imshow(nmi, vmin=0, vmax=1, cmap="Blues")
+        for (i, k), value in np.ndenumerate(nmi):
+            if value >= 0.05:
+                ax.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.5 else "black")
+        ax.set_xticks(range(nmi.shape[1]), factor_names or FACTOR_NAMES, fontsize=8, rotation=30)
+        ax.set_yticks(range(nmi.shape[0]), [f"z[{i}]" for i in run["order_by_std"]], fontsize=7)
+        ax.set_title(f"β = {run['beta']:g}: MIG {run['mig']:.2f}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def metric_table(runs: list[dict]) -> str:
+    """The disentanglement metrics on shapes (Chapter 2), one row per β, as a Markdown table."""
+    lines = ["| β | MIG | β-VAE metric | reconstruction (nats) | KL (nats) | active latents | steps | runs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for beta in sorted({r["beta"] for r in runs if r["dataset"] == "shapes"}):
+        chosen = [r for r in runs if r["dataset"] == "shapes" and r["beta"] == beta]
+
+        def mean(name, digits=3):
+            return f"{np.mean([r[name] for r in chosen]):.{digits}f}"
+
+        lines.append(f"| {beta:g} | {mean('mig')} | {mean('betavae_metric')} | {mean('reconstruction_nats', 1)} | "
+                     f"{mean('kl_nats', 1)} | {mean('active_latents', 1)} | {mean('steps', 0)} | {len(chosen)} |")
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Chapter 2 (β-VAE): the data, settings, runs and sweep behind the notebook and ``benchmarks/beta_vae.py``.
+"""Chapter 2 (β-VAE): the recipe, and the sweep behind ``results/beta_vae.json``.
 
 The sweep recreates seed 001 (a recreation of Higgins et al., "Early visual
 concept learning with unsupervised deep learning", 2016): three encoder/decoder
@@ -6,27 +6,23 @@ families × three values of β × one-ball and two-ball pictures (18 runs), and
 adds the dSprites-like shapes, where the true factors let us *measure*
 disentanglement (MIG and the β-VAE metric) at several β.
 
-Every run trains through :func:`objectcentric.train.fit` and is then
-summarised by :func:`evaluate_run`: held-out ELBO terms, the average posterior
-standard deviation of every latent (seed 001's measure of which latents are
-used), traversal frames from -3 to 3 with the latents ordered by that standard
-deviation and, on shapes, MIG and the β-VAE metric. :func:`sweep` runs the
-configurations, several at a time in separate processes (``jobs``), and after
-each finished run rewrites three files in ``out``: ``beta_vae.json`` (numbers
-and provenance), ``beta_vae_frames.pt`` (traversals and reconstructions of
-every run, as uint8 images) and ``beta_vae_models.pt`` (the few trained models
-the chapter decodes live). :func:`ship` copies them into ``results/`` and
-``checkpoints/`` with manifest entries.
+One run is :class:`BetaVAERecipe` and a seed, trained by
+:func:`objectcentric.runner.train` into its run folder. The experiment
+(:data:`EXPERIMENT`, ``python -m objectcentric reproduce beta_vae``) trains
+the runs of :func:`sweep_jobs` with :func:`objectcentric.runner.sweep`, then
+its ``collect`` evaluates every run folder (:func:`evaluate_run`: held-out
+ELBO terms, each latent's average posterior standard deviation, traversal
+frames and, on shapes, MIG and the β-VAE metric) and writes
+``results/beta_vae.json``, ``checkpoints/beta_vae_frames.pt`` (traversals and
+reconstructions of every run, as uint8 images) and the shapes models the
+chapter decodes live. The chapter's figures are in :mod:`objectcentric.viz`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
-import math
-import multiprocessing
-import os
+import dataclasses
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -34,13 +30,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ..checkpoints import model_payload, read_checkpoint, record_in_manifest, save_checkpoint, sha256_of
 from ..data.balls import make_balls
 from ..data.shapes import FACTOR_SIZES, factor_values, render_indices, sample_factor_indices, shapes_from_factors
 from ..disentanglement import betavae_metric, mutual_information_gap, normalized_mutual_information
-from ..models.beta_vae import ARCHITECTURES, BetaVAE
-from ..provenance import device_description, provenance
-from ..train import TrainResult, fit, pick_device
+from ..models.beta_vae import ARCHITECTURES, BetaVAE, BetaVAEConfig
+from ..recipes import Recipe, RecipeError, register
+from ..runner import Experiment, Job, Outputs, load_run, register_experiment, steps_of
+from ..train import pick_device
 from .vae import elbo_evaluator
 
 DATASETS = ("one_ball", "two_balls", "shapes")
@@ -56,42 +52,20 @@ N_RECONSTRUCTIONS = 8
 # The models kept for live decoding in the notebook: shapes, conv, seed 0, at these β.
 SHIPPED_SHAPES_BETAS = (1.0, 4.0)
 DATA_SEEDS = {"train": 0, "val": 1}
-# With a deadline, training stops this long before it to leave time for evaluation,
-# and a run is not started with less than MIN_RUN_S left.
-EVALUATION_RESERVE_S = 20.0
-MIN_RUN_S = 60.0
+# Each family's learning rate (seed 001's, on balls), and where shapes differ (the recorded runs').
+LEARNING_RATES = {"balls": {"fc": 2e-4, "conv": 1e-3, "allconv": 1e-3}, "shapes": {"conv": 5e-4}}
+# The full-scale settings of the ball runs; shapes runs use the recipe's defaults.
+BALLS = {"n_train": 51_200, "n_val": 2_000, "batch_size": 256}
+# With a deadline (benchmarks/beta_vae.py), training stops this long before it, to leave time for
+# collect to evaluate every run one after another (an estimate for a GPU, not a measurement).
+EVALUATION_RESERVE_S = 120.0
 
-# FULL is sized for the book's shared GPU window (about 8 minutes, all chapters at once).
-# Measured on an H100: one process trains the shapes model at about 110 steps/s alone
-# and about 47 steps/s with 8 processes running; the GPU gives about 380 steps/s in all,
-# however many processes share it. 8 epochs are 10,240 steps on shapes and 1,600 steps
-# on balls: far fewer than seed 001's 100,000 steps or the 10^5-10^6 steps of the dSprites
-# papers (the notebook says by how much).
-FULL = {
-    "balls": {"n_train": 51_200, "n_val": 2_000, "batch_size": 256, "epochs": 8,
-              "lr": {"fc": 2e-4, "conv": 1e-3, "allconv": 1e-3}},
-    "shapes": {"n_train": 163_840, "n_val": 10_000, "batch_size": 128, "epochs": 8,
-               "lr": {"conv": 5e-4}, "seeds": 1, "betavae_points": (1000, 500), "betavae_batch": 64},
-    "final_lr_fraction": 0.1,
-}
-QUICK = {
-    "balls": {"n_train": 256, "n_val": 128, "batch_size": 64, "epochs": 1,
-              "lr": {"fc": 2e-4, "conv": 1e-3, "allconv": 1e-3}},
-    "shapes": {"n_train": 256, "n_val": 256, "batch_size": 64, "epochs": 1,
-               "lr": {"conv": 5e-4}, "seeds": 1, "betavae_points": (40, 20), "betavae_batch": 8},
-    "final_lr_fraction": 0.1,
-}
-
-RESULTS_NAME, FRAMES_NAME, MODELS_NAME = "beta_vae.json", "beta_vae_frames.pt", "beta_vae_models.pt"
+RESULTS_NAME, FRAMES_NAME = "beta_vae", "beta_vae_frames.pt"
 
 
-class DeadlineReached(KeyboardInterrupt):
-    """A run reached the sweep's deadline; ``fit`` stops as on Ctrl-C and keeps the weights so far."""
-
-
-# --- configurations -------------------------------------------------------------------------------
+# --- names and data ---------------------------------------------------------------------------------
 def run_key(dataset: str, architecture: str, beta: float, seed: int) -> str:
-    """The name of one run, e.g. ``shapes/conv/beta4/seed0``."""
+    """The name of one run in the results, e.g. ``shapes/conv/beta4/seed0``."""
     return f"{dataset}/{architecture}/beta{beta:g}/seed{seed}"
 
 
@@ -104,37 +78,13 @@ def image_shape(dataset: str) -> tuple[int, int, int]:
     return (1, 64, 64) if dataset == "shapes" else (1, BALL_SIZE, BALL_SIZE)
 
 
-def settings_for(dataset: str, quick: bool) -> dict:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    table = QUICK if quick else FULL
-    return {**table["shapes" if dataset == "shapes" else "balls"], "final_lr_fraction": table["final_lr_fraction"]}
-
-
-def sweep_configs(quick: bool = False, seed: int = 0, datasets=DATASETS) -> list[dict]:
-    """Every run of the sweep, the longest first: shapes at each β and seed, then the 18 ball runs."""
-    configs = []
-    if "shapes" in datasets:
-        for s in range(seed, seed + settings_for("shapes", quick)["seeds"]):
-            configs += [{"dataset": "shapes", "architecture": SHAPES_ARCHITECTURE, "beta": b, "seed": s}
-                        for b in SHAPES_BETAS]
-    for architecture in ARCHITECTURES:  # fc first: it has the most weights
-        for dataset in BALL_DATASETS:
-            if dataset in datasets:
-                configs += [{"dataset": dataset, "architecture": architecture, "beta": b, "seed": seed}
-                            for b in BALL_BETAS]
-    for config in configs:
-        config["key"] = run_key(config["dataset"], config["architecture"], config["beta"], config["seed"])
-    return configs
-
-
-# --- data -------------------------------------------------------------------------------------------
 def make_dataset(dataset: str, n: int, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` images (uint8, 0 or 1, on ``device``) and, for shapes, their factor indices (on the CPU).
 
     The data does not depend on the run's seed: every run of a dataset sees the
     same pictures (``DATA_SEEDS``), and only its initial weights and batch
-    order change with the seed.
+    order change with the seed. The held-out split is drawn with another data
+    seed from the same distribution as the training pictures.
     """
     data_seed = DATA_SEEDS[split]
     if dataset == "shapes":
@@ -147,61 +97,103 @@ def make_dataset(dataset: str, n: int, split: str, device=None) -> tuple[torch.T
     return balls.images.to(device), None
 
 
-# --- one run ------------------------------------------------------------------------------------------
-def beta_vae_step(model: BetaVAE, batch: tuple, beta: float) -> dict[str, torch.Tensor]:
-    """One training step's loss: the VAE's negative ELBO with the KL weighted by ``beta``."""
-    return model.loss(batch[0].float(), beta=beta)
+# --- the recipe -------------------------------------------------------------------------------------
+@register
+@dataclass(frozen=True)
+class BetaVAERecipe(Recipe):
+    """Chapter 2's β-VAE: one network family, one β, on balls or shapes."""
+
+    name = "beta_vae"
+    chapter = "2"
+    CHOICES = {"dataset": DATASETS, "architecture": ARCHITECTURES}
+    QUICK = {"epochs": 1, "n_train": 256, "n_val": 256, "batch_size": 64,
+             "betavae_train_points": 40, "betavae_eval_points": 20, "betavae_batch": 8}
+    HELP = {"dataset": "the pictures: one ball, two balls (32 × 32) or the dSprites-like shapes (64 × 64)",
+            "architecture": "the encoder/decoder family",
+            "beta": "the weight of the KL term (1: the VAE)",
+            "n_train": "training pictures", "n_val": "held-out pictures (another draw of the same set)",
+            "lr": "Adam's learning rate (default: the family's, LEARNING_RATES)",
+            "final_lr_fraction": "the cosine schedule ends at this fraction of lr",
+            "betavae_train_points": "β-VAE metric: training points of its classifier (shapes only)",
+            "betavae_eval_points": "β-VAE metric: points it is scored on",
+            "betavae_batch": "β-VAE metric: picture pairs averaged per point"}
+
+    dataset: str = "shapes"
+    architecture: str = SHAPES_ARCHITECTURE
+    beta: float = 4.0
+    n_train: int = 163_840
+    n_val: int = 10_000
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float | None = None  # None: the family's (learning_rate)
+    final_lr_fraction: float = 0.1
+    betavae_train_points: int = 1000
+    betavae_eval_points: int = 500
+    betavae_batch: int = 64
+
+    def __post_init__(self):
+        if self.lr is None:  # the family's rate is valid by construction: check the rest as the base does
+            dataclasses.replace(self, lr=1.0)
+        else:
+            super().__post_init__()
+        for field in ("n_train", "n_val", "betavae_train_points", "betavae_eval_points", "betavae_batch"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                raise RecipeError(f"{field} must be a whole number of at least 1, got {getattr(self, field)!r}")
+        if not self.beta >= 0:
+            raise RecipeError(f"beta must be zero or more, got {self.beta!r}")
+        if not 0 < self.final_lr_fraction <= 1:
+            raise RecipeError(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}")
+
+    def learning_rate(self) -> float:
+        """``lr``, or when it is None the family's rate on this dataset (``LEARNING_RATES``)."""
+        if self.lr is not None:
+            return self.lr
+        shapes = LEARNING_RATES["shapes"] if self.dataset == "shapes" else {}
+        return {**LEARNING_RATES["balls"], **shapes}[self.architecture]
+
+    def build_model(self) -> BetaVAE:
+        return BetaVAE(BetaVAEConfig(self.architecture, LATENT_DIMS[self.architecture], image_shape(self.dataset)))
+
+    def train_data(self) -> TensorDataset:
+        """The training pictures, drawn on the best device (shapes: a fraction of a second on a GPU)."""
+        return TensorDataset(make_dataset(self.dataset, self.n_train, "train", pick_device())[0])
+
+    def step(self, model: BetaVAE, batch: tuple) -> dict[str, torch.Tensor]:
+        """The VAE's negative ELBO with the KL weighted by β."""
+        return model.loss(batch[0].float(), beta=self.beta)
+
+    def optimizer(self, model: BetaVAE) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.learning_rate())
+
+    def scheduler(self, optimizer):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.epochs, eta_min=self.learning_rate() * self.final_lr_fraction)
+
+    def evaluator(self):
+        """The ELBO terms (β = 1) on the first 1,000 held-out pictures."""
+        images, _ = make_dataset(self.dataset, self.n_val, "val", pick_device())
+        return elbo_evaluator(images[:1000].float())
+
+    def shipped_name(self) -> str | None:
+        """``beta_vae_shapes_conv_beta4_seed0.pt`` for the models the chapter decodes live, else None.
+
+        The book ships seed 0's run of these configurations (collect ships no other seed).
+        """
+        if (self.dataset, self.architecture) != ("shapes", SHAPES_ARCHITECTURE) or self.beta not in SHIPPED_SHAPES_BETAS:
+            return None
+        return checkpoint_name(run_key(self.dataset, self.architecture, self.beta, 0))
 
 
-def build_model(dataset: str, architecture: str) -> BetaVAE:
-    return BetaVAE(architecture, LATENT_DIMS[architecture], image_shape(dataset))
+def sweep_jobs(scale: str = "full", datasets=DATASETS) -> list[Job]:
+    """Every run of the sweep, the longest first: shapes at each β, then the 18 ball runs."""
+    recipes = [BetaVAERecipe(beta=beta) for beta in SHAPES_BETAS]
+    for architecture in ARCHITECTURES:  # fc first: it has the most weights
+        recipes += [BetaVAERecipe(dataset=d, architecture=architecture, beta=beta, **BALLS)
+                    for d in BALL_DATASETS for beta in BALL_BETAS]
+    return [Job(recipe.at_scale(scale), seed=0) for recipe in recipes if recipe.dataset in datasets]
 
 
-def train_run(config: dict, *, quick: bool = False, device=None, checkpoint=None, progress: str = "none",
-              train_images: torch.Tensor | None = None, val_images: torch.Tensor | None = None,
-              provenance_info: dict | None = None, stop_at: float | None = None) -> tuple[BetaVAE, TrainResult, int]:
-    """Train one configuration (dataset, architecture, beta, seed) at full or quick settings.
-
-    Returns the model, its history and the number of optimizer steps taken in
-    all. ``stop_at`` (a ``time.time()`` value) ends training early, keeping the
-    weights so far, when the clock passes it: a sweep's deadline.
-    """
-    settings = settings_for(config["dataset"], quick)
-    device = pick_device(device)
-    if train_images is None:
-        train_images, _ = make_dataset(config["dataset"], settings["n_train"], "train", device)
-    if val_images is None:
-        val_images, _ = make_dataset(config["dataset"], settings["n_val"], "val", device)
-    torch.manual_seed(config["seed"])  # the initial weights depend on the seed alone
-    model = build_model(config["dataset"], config["architecture"])
-    lr = settings["lr"][config["architecture"]]
-    epochs = settings["epochs"]
-
-    def cosine(optimizer):
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs,
-                                                          eta_min=lr * settings["final_lr_fraction"])
-
-    steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
-    last = {"epoch": 0, "index": 0}
-
-    def after_step(epoch: int, index: int) -> None:
-        last.update(epoch=epoch, index=index)
-        if stop_at is not None and index % 20 == 0 and time.time() > stop_at:
-            raise DeadlineReached
-
-    result = fit(
-        model, TensorDataset(train_images), partial(beta_vae_step, beta=config["beta"]),
-        epochs=epochs, batch_size=settings["batch_size"], lr=lr, scheduler=cosine,
-        evaluate=elbo_evaluator(val_images[:1000].float()), checkpoint=checkpoint, seed=config["seed"],
-        device=device, progress=progress, after_step=after_step,
-        train_config={**config, **settings, "quick": quick, "provenance": provenance_info or {}},
-    )
-    steps = len(result.history) * steps_per_epoch
-    if result.interrupted and last["epoch"] > len(result.history):  # the steps of the unfinished epoch
-        steps += last["index"]
-    return model, result, steps
-
-
+# --- evaluating a trained run ---------------------------------------------------------------------------
 def _uint8(probabilities: torch.Tensor) -> torch.Tensor:
     return (probabilities.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
@@ -238,15 +230,16 @@ def traversal_frames(model: BetaVAE, base_image: torch.Tensor, order, values=TRA
     return _uint8(torch.sigmoid(model.decode(codes))[:, :, 0])
 
 
-def evaluate_run(model: BetaVAE, config: dict, val_images: torch.Tensor, val_indices=None,
-                 quick: bool = False) -> tuple[dict, dict]:
+def evaluate_run(model: BetaVAE, recipe: BetaVAERecipe, seed: int, val_images: torch.Tensor,
+                 val_indices=None) -> tuple[dict, dict]:
     """The record of a trained run (numbers for ``beta_vae.json``) and its frames (pictures)."""
     model.eval()
-    summary = posterior_summary(model, val_images, config["beta"])
+    summary = posterior_summary(model, val_images, recipe.beta)
     std = summary["posterior_std"]
     order = torch.argsort(std).tolist()  # lowest average std first: the latents the model uses most
     record = {
-        **{k: config[k] for k in ("key", "dataset", "architecture", "beta", "seed")},
+        "key": run_key(recipe.dataset, recipe.architecture, recipe.beta, seed),
+        "dataset": recipe.dataset, "architecture": recipe.architecture, "beta": recipe.beta, "seed": seed,
         "latent_dim": model.latent_dim,
         "n_val": len(val_images),
         **{k: round(summary[k], 4) for k in ("reconstruction_nats", "kl_nats", "neg_elbo_nats")},
@@ -255,8 +248,8 @@ def evaluate_run(model: BetaVAE, config: dict, val_images: torch.Tensor, val_ind
         "active_latents": int((summary["kl_per_latent"] > 0.01).sum()),
         "order_by_std": order,
     }
-    if config["dataset"] == "shapes" and val_indices is not None:
-        record.update(disentanglement(model, summary["means"], val_indices, quick, seed=config["seed"]))
+    if recipe.dataset == "shapes" and val_indices is not None:
+        record.update(disentanglement(model, summary["means"], val_indices, recipe, seed))
     shown = val_images[:N_RECONSTRUCTIONS].float()
     frames = {
         "frames": traversal_frames(model, val_images[0], order),
@@ -269,18 +262,18 @@ def evaluate_run(model: BetaVAE, config: dict, val_images: torch.Tensor, val_ind
     return record, frames
 
 
-def disentanglement(model: BetaVAE, means: torch.Tensor, indices: torch.Tensor, quick: bool, seed: int = 0) -> dict:
+def disentanglement(model: BetaVAE, means: torch.Tensor, indices: torch.Tensor, recipe: BetaVAERecipe,
+                    seed: int = 0) -> dict:
     """MIG of the posterior means against the true factors, and the β-VAE metric (shapes only)."""
     device = next(model.parameters()).device
-    settings = settings_for("shapes", quick)
-    n_train, n_eval = settings["betavae_points"]
     nmi = normalized_mutual_information(means, indices)
 
     def encode(images):
         return model.encode(images).mean
 
     metric = betavae_metric(encode, FACTOR_SIZES, render=partial(render_indices, device=device),
-                            n_train=n_train, n_eval=n_eval, batch_size=settings["betavae_batch"], seed=seed)
+                            n_train=recipe.betavae_train_points, n_eval=recipe.betavae_eval_points,
+                            batch_size=recipe.betavae_batch, seed=seed)
     return {
         "mig": round(mutual_information_gap(means, indices), 4),
         "normalized_mutual_information": np.round(nmi, 4).tolist(),  # (latents, factors)
@@ -290,63 +283,35 @@ def disentanglement(model: BetaVAE, means: torch.Tensor, indices: torch.Tensor, 
     }
 
 
-def run_one(config: dict, quick: bool = False, device=None, runs_dir=None, threads: int | None = None,
-            provenance_info: dict | None = None, progress: str = "none",
-            deadline: float | None = None) -> tuple[dict, dict, dict | None] | None:
-    """Train and evaluate one configuration; what a worker process of :func:`sweep` does.
+def evaluate_run_folder(run_dir: Path, record: dict, device, held_out) -> tuple[dict, dict, BetaVAERecipe]:
+    """:func:`evaluate_run` on a run folder, with what the runner recorded of its training.
 
-    Returns the run's record, its frames, and (for the models the chapter
-    decodes live) the model's weights, else None. ``runs_dir`` holds the
-    resumable training checkpoint of the run. With a ``deadline``
-    (``time.time()`` value) training stops ``EVALUATION_RESERVE_S`` before it,
-    and a run that would start with less than ``MIN_RUN_S`` left is skipped
-    (returns None).
+    ``held_out(dataset, n)`` gives the held-out pictures (and factors) of a
+    dataset. Returns the run's row of the results, its frames and its recipe.
     """
-    if deadline is not None and time.time() > deadline - MIN_RUN_S:
-        return None
-    if threads:
-        torch.set_num_threads(threads)
-    device = pick_device(device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     started = time.perf_counter()
-    settings = settings_for(config["dataset"], quick)
-    train_images, _ = make_dataset(config["dataset"], settings["n_train"], "train", device)
-    val_images, val_indices = make_dataset(config["dataset"], settings["n_val"], "val", device)
-    checkpoint = Path(runs_dir) / (config["key"].replace("/", "_") + ".pt") if runs_dir else None
-    stop_at = deadline - EVALUATION_RESERVE_S if deadline is not None else None
-    model, result, steps = train_run(config, quick=quick, device=device, checkpoint=checkpoint, progress=progress,
-                                     train_images=train_images, val_images=val_images,
-                                     provenance_info=provenance_info, stop_at=stop_at)
-    stopped = result.interrupted and stop_at is not None and time.time() > stop_at
-    if result.interrupted and not stopped:
-        raise KeyboardInterrupt(f"run {config['key']} was interrupted")
-    record, frames = evaluate_run(model, config, val_images, val_indices, quick)
-    planned = settings["epochs"] * math.ceil(settings["n_train"] / settings["batch_size"])
-    record.update({
-        "epochs": len(result.history),
-        "steps": steps,
-        "planned_steps": planned,
-        "stopped_at_deadline": bool(stopped),
-        "batch_size": settings["batch_size"],
-        "lr": settings["lr"][config["architecture"]],
-        "n_train": settings["n_train"],
-        "train_wall_time_s": round(result.wall_time_s, 1),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "device": device_description(device),
-        "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
-                    for r in result.history],
+    recipe, model, payload = load_run(run_dir, device)
+    row, frames = evaluate_run(model, recipe, record["seed"], *held_out(recipe.dataset, recipe.n_val))
+    history = payload.get("history", [])
+    row.update({
+        "run": Path(run_dir).name,
+        "epochs": len(history),
+        "steps": record["steps"],
+        "planned_steps": steps_of(recipe, recipe.n_train),
+        "stopped_at_deadline": record["status"] == "stopped",
+        "stopped_by": record.get("stopped_by"),
+        "batch_size": recipe.batch_size,
+        "lr": recipe.learning_rate(),
+        "n_train": recipe.n_train,
+        "train_wall_time_s": round(record["wall_time_s"], 1),
+        "wall_time_s": round(record["wall_time_s"] + time.perf_counter() - started, 1),
+        **{k: record.get(k) for k in ("device", "command", "commit")},
+        "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in history],
     })
-    shipped = None
-    if config["dataset"] == "shapes" and config["seed"] == 0 and config["beta"] in SHIPPED_SHAPES_BETAS:
-        model.cpu()
-        shipped = {**model_payload(model), "history": record["history"], "epoch": len(result.history),
-                   "train_config": {**config, **settings, "quick": quick}, "wall_time_s": result.wall_time_s}
-    return record, frames, shipped
+    return row, frames, recipe
 
 
-# --- the sweep ----------------------------------------------------------------------------------------
+# --- the recorded experiment: results/beta_vae.json -----------------------------------------------------
 def by_beta(runs: list[dict], metric: str) -> dict[str, float]:
     """Mean of ``metric`` over seeds for each β of the shapes runs: ``{"4": 0.31, ...}``."""
     values: dict[float, list[float]] = {}
@@ -356,9 +321,8 @@ def by_beta(runs: list[dict], metric: str) -> dict[str, float]:
     return {f"{b:g}": round(float(np.mean(v)), 4) for b, v in sorted(values.items())}
 
 
-def summarize(runs: list[dict], quick: bool, started: float, device, seed: int, command: str | None = None,
-              skipped=(), failed=None) -> dict:
-    """The whole of ``beta_vae.json``: settings, per-run records, metrics by β, target, provenance."""
+def summarize(runs: list[dict], scale: str, failed: dict[str, str]) -> dict:
+    """The body of ``beta_vae.json``: settings, per-run records, metrics by β, the target."""
     runs = sorted(runs, key=lambda r: (DATASETS.index(r["dataset"]), ARCHITECTURES.index(r["architecture"]),
                                        r["beta"], r["seed"]))
     mig = by_beta(runs, "mig")
@@ -373,159 +337,79 @@ def summarize(runs: list[dict], quick: bool, started: float, device, seed: int, 
                         "pictures, plus beta on dSprites-like shapes with MIG and the beta-VAE metric. "
                         "reconstruction_nats, kl_nats: held-out ELBO terms per image (one posterior sample); "
                         "posterior_std: each latent's posterior std averaged over held-out images; "
-                        "mig, betavae_metric: from the posterior means, on shapes."),
-        "quick": quick,
-        "settings": {**(QUICK if quick else FULL), "latent_dims": LATENT_DIMS,
+                        "mig, betavae_metric: from the posterior means, on shapes. Each run records where "
+                        "and by which command it trained; the top-level provenance is the collection's "
+                        "(wall_time_s: the runs' training time summed, plus the evaluation)."),
+        "quick": scale == "quick",
+        "settings": {"recipe": BetaVAERecipe().at_scale(scale).settings(), "balls": BALLS,
+                     "learning_rates": LEARNING_RATES, "latent_dims": LATENT_DIMS,
                      "ball_betas": BALL_BETAS, "shapes_betas": SHAPES_BETAS, "ball_size": BALL_SIZE,
                      "ball_radius": BALL_RADIUS, "traversal_values": TRAVERSAL_VALUES},
         "mig_by_beta": mig,
         "betavae_metric_by_beta": by_beta(runs, "betavae_metric"),
         "target": target,
         "n_runs": len(runs),
-        "skipped_at_deadline": sorted(skipped),
-        "failed": dict(sorted((failed or {}).items())),
+        "stopped": sorted(r["key"] for r in runs if r["stopped_at_deadline"]),
+        "failed": dict(sorted(failed.items())),
         "runs": runs,
-        **provenance(seed=seed, wall_time_s=time.perf_counter() - started, device=device, command=command),
     }
 
 
-def write_outputs(out: Path, results: dict, frames: dict, models: dict) -> None:
-    """Write the three output files atomically (a sweep killed mid-write keeps the previous ones)."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (RESULTS_NAME + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, out / RESULTS_NAME)
-    save_checkpoint(out / FRAMES_NAME, {"quick": results["quick"], "runs": frames})
-    if models:
-        save_checkpoint(out / MODELS_NAME, {"quick": results["quick"], "models": models})
+def held_out_data(device):
+    """``held_out(dataset, n)`` for :func:`evaluate_run_folder`, drawing each set once."""
+    cache: dict[tuple[str, int], tuple] = {}
+
+    def held_out(dataset: str, n: int):
+        if (dataset, n) not in cache:
+            cache[dataset, n] = make_dataset(dataset, n, "val", device)
+        return cache[dataset, n]
+
+    return held_out
 
 
-def _previous(out: Path, quick: bool) -> tuple[list[dict], dict, dict]:
-    """Runs already recorded in ``out`` by a sweep of the same kind (so that a rerun only adds the rest)."""
-    try:
-        results = json.loads((out / RESULTS_NAME).read_text())
-        frames = read_checkpoint(out / FRAMES_NAME)["runs"]
-        models = read_checkpoint(out / MODELS_NAME)["models"] if (out / MODELS_NAME).exists() else {}
-    except (OSError, ValueError, KeyError, RuntimeError):
-        return [], {}, {}
-    if results.get("quick") != quick:
-        return [], {}, {}
-    runs = [r for r in results["runs"] if r["key"] in frames]
-    return runs, {r["key"]: frames[r["key"]] for r in runs}, models
+def collect(records: dict[str, dict], out: Outputs) -> dict:
+    """Evaluate every trained run of the sweep; write ``beta_vae.json``, the frames and the live models.
 
-
-def sweep(out, *, quick: bool = False, jobs: int = 1, device=None, seed: int = 0, datasets=DATASETS,
-          runs_dir=None, threads: int | None = None, command: str | None = None, resume: bool = True,
-          deadline_s: float | None = None, log=print) -> dict:
-    """Run every configuration of :func:`sweep_configs`, ``jobs`` at a time, and write the outputs.
-
-    With ``jobs > 1`` each run goes to its own process (spawned, so that each
-    has its own CUDA context); the outputs in ``out`` are rewritten after every
-    finished run, so a sweep stopped early keeps what it finished, and a rerun
-    with ``resume`` only trains the runs not yet recorded there. With
-    ``deadline_s``, every run stops training in time for the sweep to end
-    within that many seconds (records say ``stopped_at_deadline`` and their
-    ``steps``), and runs that cannot start in time are listed as skipped.
+    Runs that finished or were stopped early (their records say which) are
+    evaluated as they are; failed or missing runs are listed under ``failed``.
+    Returns the whole results file.
     """
+    from .. import records as rec
+
     started = time.perf_counter()
-    deadline = time.time() + deadline_s if deadline_s else None
-    skipped: list[str] = []
-    failed: dict[str, str] = {}
-    out = Path(out)
-    device = pick_device(device)
-    configs = sweep_configs(quick, seed, datasets)
-    runs, frames, models = _previous(out, quick) if resume else ([], {}, {})
-    done = {r["key"] for r in runs}
-    todo = [c for c in configs if c["key"] not in done]
-    if done:
-        log(f"{len(done)} runs already recorded in {out}; training the other {len(todo)}")
-    started_by = {"command": command, "device": device_description(device), "seed": seed}
-
-    def finished(config, outcome):
-        if isinstance(outcome, BaseException):  # one broken run must not cost the others
-            failed[config["key"]] = f"{type(outcome).__name__}: {outcome}"
-            log(f"FAILED {config['key']}: {failed[config['key']]}")
-            return
-        if outcome is None:
-            skipped.append(config["key"])
-            log(f"skipped {config['key']}: not enough time left before the deadline")
-            return
-        record, frame, shipped = outcome
-        runs.append(record)
-        frames[record["key"]] = frame
-        if shipped is not None:
-            models[record["key"]] = shipped
-        extra = f", MIG {record['mig']:.3f}, beta-VAE metric {record['betavae_metric']:.3f}" if "mig" in record else ""
-        stop = ", stopped at the deadline" if record["stopped_at_deadline"] else ""
-        log(f"[{len(runs)}/{len(configs)}] {record['key']}: reconstruction {record['reconstruction_nats']:.2f}, "
-            f"KL {record['kl_nats']:.2f} nats{extra} ({record['steps']} steps{stop}, {record['wall_time_s']:.0f} s)")
-        write_outputs(out, summarize(runs, quick, started, device, seed, command, skipped, failed), frames, models)
-
-    if jobs <= 1:
-        for config in todo:
-            try:
-                outcome = run_one(config, quick, device, runs_dir, threads, started_by, deadline=deadline)
-            except Exception as error:
-                outcome = error
-            finished(config, outcome)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(run_one, config, quick, str(device), runs_dir, threads, started_by,
-                                   deadline=deadline): config for config in todo}
-            for future in concurrent.futures.as_completed(futures):
-                finished(futures[future], future.exception() or future.result())
-    results = summarize(runs, quick, started, device, seed, command, skipped, failed)
-    write_outputs(out, results, frames, models)
-    return results
+    device = pick_device()
+    held_out = held_out_data(device)
+    rows, frames, failed, shipped = [], {}, {}, []
+    for key, record in records.items():
+        status = (record or {}).get("status", "missing")
+        if status not in ("done", "stopped"):
+            failed[key] = (record or {}).get("error", status)
+            continue
+        row, frame, recipe = evaluate_run_folder(out.runs / key, record, device, held_out)
+        rows.append(row)
+        frames[row["key"]] = frame
+        if row["seed"] == 0 and recipe.shipped_name():  # the book ships seed 0 (see shipped_name)
+            shipped.append(row)
+        print(f"{row['key']}: reconstruction {row['reconstruction_nats']:.2f}, KL {row['kl_nats']:.2f} nats"
+              + (f", MIG {row['mig']:.3f}, beta-VAE metric {row['betavae_metric']:.3f}" if "mig" in row else ""))
+    body = summarize(rows, out.scale, failed)
+    wall = sum(r["train_wall_time_s"] for r in rows) + time.perf_counter() - started
+    provenance = rec.provenance(seed=0, wall_time_s=wall, device=device, scale=out.scale)
+    whole = rec.write_results(RESULTS_NAME, body, provenance=provenance, directory=out.results)
+    info = {k: provenance[k] for k in ("command", "commit", "device", "seed", "wall_time_s", "date")}
+    rec.ship_payload(out.checkpoints, FRAMES_NAME, {"quick": body["quick"], "runs": frames}, info,
+                     {"runs": len(rows)})
+    for row in shipped:
+        rec.ship(out.runs / row["run"], expect=BetaVAERecipe.name, checkpoints=out.checkpoints,
+                 metrics={k: row[k] for k in ("reconstruction_nats", "kl_nats", "mig", "betavae_metric")})
+    return whole
 
 
-# --- shipping and reading -------------------------------------------------------------------------------
-def ship(out, results_dir, checkpoints_dir) -> list[Path]:
-    """Copy a sweep's outputs into the book: ``results/beta_vae.json``, and into ``checkpoints/`` the
-    frames file and one checkpoint per live-decoded model, each listed in the manifest."""
-    out, results_dir, checkpoints_dir = Path(out), Path(results_dir), Path(checkpoints_dir)
-    results = json.loads((out / RESULTS_NAME).read_text())
-    if results.get("quick"):
-        raise ValueError(f"{out / RESULTS_NAME} comes from a --quick sweep: quick numbers are not results")
-    info = {k: results[k] for k in ("command", "commit", "device", "seed", "wall_time_s", "date")}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / RESULTS_NAME).write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
-    written = [results_dir / RESULTS_NAME]
-    frames = checkpoints_dir / FRAMES_NAME
-    save_checkpoint(frames, read_checkpoint(out / FRAMES_NAME))
-    record_in_manifest(frames, info, {"runs": results["n_runs"]})
-    written.append(frames)
-    if (out / MODELS_NAME).exists():
-        by_key = {r["key"]: r for r in results["runs"]}
-        for key, payload in read_checkpoint(out / MODELS_NAME)["models"].items():
-            path = save_checkpoint(checkpoints_dir / checkpoint_name(key), payload)
-            run = by_key[key]
-            metrics = {k: run[k] for k in ("reconstruction_nats", "kl_nats", "mig", "betavae_metric", "epochs")
-                       if k in run}
-            record_in_manifest(path, info, metrics)
-            written.append(path)
-    return written
+EXPERIMENT = register_experiment(Experiment(chapter="beta_vae", title="Chapter 2: the β-VAE sweep",
+                                            jobs=sweep_jobs, collect=collect))
 
 
-def load_recorded(results_dir, checkpoints_dir) -> tuple[dict, dict] | None:
-    """The shipped sweep (results and frames) if both are there and the frames match the manifest, else None."""
-    results_file, frames_file = Path(results_dir) / RESULTS_NAME, Path(checkpoints_dir) / FRAMES_NAME
-    if not (results_file.is_file() and frames_file.is_file()):
-        return None
-    manifest = json.loads((Path(checkpoints_dir) / "manifest.json").read_text())
-    entry = manifest["checkpoints"].get(FRAMES_NAME)
-    if entry is None or entry["sha256"] != sha256_of(frames_file):
-        raise ValueError(f"{frames_file} does not match its manifest entry; restore it or ship the sweep again")
-    return json.loads(results_file.read_text()), read_checkpoint(frames_file)["runs"]
-
-
-# --- the chapter's figures (matplotlib is imported only when one is drawn) -----------------------------
-ARCHITECTURE_COLORS = {"fc": "tab:blue", "conv": "tab:orange", "allconv": "tab:green"}
-DATASET_TITLES = {"one_ball": "one ball", "two_balls": "two balls", "shapes": "shapes"}
-
-
+# --- reading the results ----------------------------------------------------------------------------------
 def find_run(runs: list[dict], dataset: str, architecture: str, beta: float, seed: int | None = None) -> dict | None:
     """The record of one run in a results list (the lowest seed unless ``seed`` is given), or None."""
     matches = [r for r in runs if (r["dataset"], r["architecture"], r["beta"]) == (dataset, architecture, beta)
@@ -537,128 +421,3 @@ def latent_labels(frame: dict) -> list[str]:
     """Row labels of a run's traversal, in its order: ``z[3]  σ 0.04``."""
     std = frame["posterior_std"]
     return [f"z[{i}]  σ {float(std[i]):.2f}" for i in frame["order"]]
-
-
-def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = None, max_latents: int = 10):
-    """Seed 001's traversal figure: for each run, rows are latents ordered by average posterior std
-    (lowest, i.e. most used, on top), columns the values -3 ... 3 given to that latent."""
-    import matplotlib.pyplot as plt
-
-    from ..viz import image_grid
-
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 4.6), squeeze=False)
-    for ax, key, title in zip(axes[0], keys, titles or keys):
-        frame = frames[key]
-        shown = frame["frames"][:max_latents].float() / 255
-        image_grid(shown.flatten(0, 1)[:, None], nrow=shown.shape[1], ax=ax)
-        ax.set_title(title, fontsize=9)
-        ax.set_axis_on()
-        height = shown.shape[-2] + 2
-        ax.set_yticks([2 + height * (r + 0.5) for r in range(len(shown))],
-                      latent_labels(frame)[:len(shown)], fontsize=7)
-        width = shown.shape[-1] + 2
-        ax.set_xticks([2 + width * (c + 0.5) for c in range(shown.shape[1])],
-                      [f"{v:g}" for v in frame["values"]], fontsize=7)
-        ax.tick_params(length=0)
-        for side in ax.spines.values():
-            side.set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_posterior_std(runs: list[dict]):
-    """Seed 001's second figure: each latent's average posterior std, sorted, per architecture and β.
-
-    A latent at std 1 is unused (its posterior is the prior); the lower the
-    curve starts, the fewer latents the model relies on, and the more precisely.
-    """
-    import matplotlib.pyplot as plt
-
-    panels = [(d, a) for d in BALL_DATASETS for a in ARCHITECTURES] + [("shapes", SHAPES_ARCHITECTURE)]
-    panels = [(d, a) for d, a in panels if any(r["dataset"] == d and r["architecture"] == a for r in runs)]
-    columns = len(ARCHITECTURES)
-    fig, axes = plt.subplots(math.ceil(len(panels) / columns), columns,
-                             figsize=(11, 2.6 * math.ceil(len(panels) / columns)), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax, (dataset, architecture) in zip(axes.flat, panels):
-        betas = sorted({r["beta"] for r in runs if r["dataset"] == dataset})
-        colors = plt.cm.viridis(np.linspace(0, 0.85, len(betas)))
-        for beta, color in zip(betas, colors):
-            run = find_run(runs, dataset, architecture, beta)
-            if run:
-                std = sorted(run["posterior_std"])
-                ax.plot(range(1, len(std) + 1), std, "o-", ms=3, color=color, label=f"β = {beta:g}")
-        top = max([1.0] + [s for r in runs if (r["dataset"], r["architecture"]) == (dataset, architecture)
-                           for s in r["posterior_std"]])
-        ax.set_ylim(0, top + 0.1)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.set_title(f"{DATASET_TITLES[dataset]}, {architecture}", fontsize=10)
-        ax.set_xlabel("latent, sorted", fontsize=8)
-        ax.set_ylabel("mean posterior std", fontsize=8)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_reconstruction(runs: list[dict]):
-    """Seed 001's third figure: held-out reconstruction error against β, per architecture and dataset."""
-    import matplotlib.pyplot as plt
-
-    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in runs)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
-        for architecture in ARCHITECTURES:
-            points = sorted((r["beta"], r["reconstruction_nats"]) for r in runs
-                            if r["dataset"] == dataset and r["architecture"] == architecture)
-            if points:
-                betas, errors = zip(*points)
-                ax.plot(betas, errors, "o-", color=ARCHITECTURE_COLORS[architecture], label=architecture)
-        ax.set_xscale("log")
-        betas = sorted({r["beta"] for r in runs if r["dataset"] == dataset})
-        ax.set_xticks(betas, [f"{b:g}" for b in betas])
-        ax.minorticks_off()
-        ax.set_xlabel("β")
-        ax.set_ylabel("reconstruction error (nats per image)")
-        ax.set_title(DATASET_TITLES[dataset])
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_factor_information(runs: list[dict], betas=SHIPPED_SHAPES_BETAS, factor_names=None):
-    """Which latent knows which factor: normalized mutual information (latents × factors) on shapes."""
-    import matplotlib.pyplot as plt
-
-    from ..data.shapes import FACTOR_NAMES
-
-    chosen = [find_run(runs, "shapes", SHAPES_ARCHITECTURE, b) for b in betas]
-    chosen = [r for r in chosen if r and "normalized_mutual_information" in r]
-    fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(3.4 * max(1, len(chosen)), 3.8), squeeze=False)
-    for ax, run in zip(axes[0], chosen):
-        nmi = np.asarray(run["normalized_mutual_information"])[run["order_by_std"]]
-        ax.imshow(nmi, vmin=0, vmax=1, cmap="Blues")
-        for (i, k), value in np.ndenumerate(nmi):
-            if value >= 0.05:
-                ax.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if value > 0.5 else "black")
-        ax.set_xticks(range(nmi.shape[1]), factor_names or FACTOR_NAMES, fontsize=8, rotation=30)
-        ax.set_yticks(range(nmi.shape[0]), [f"z[{i}]" for i in run["order_by_std"]], fontsize=7)
-        ax.set_title(f"β = {run['beta']:g}: MIG {run['mig']:.2f}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def metric_table(runs: list[dict]) -> str:
-    """The disentanglement metrics on shapes, one row per β, as a Markdown table."""
-    lines = ["| β | MIG | β-VAE metric | reconstruction (nats) | KL (nats) | active latents | steps | runs |",
-             "|---|---|---|---|---|---|---|---|"]
-    for beta in sorted({r["beta"] for r in runs if r["dataset"] == "shapes"}):
-        chosen = [r for r in runs if r["dataset"] == "shapes" and r["beta"] == beta]
-
-        def mean(name, digits=3):
-            return f"{np.mean([r[name] for r in chosen]):.{digits}f}"
-
-        lines.append(f"| {beta:g} | {mean('mig')} | {mean('betavae_metric')} | {mean('reconstruction_nats', 1)} | "
-                     f"{mean('kl_nats', 1)} | {mean('active_latents', 1)} | {mean('steps', 0)} | {len(chosen)} |")
-    return "\n".join(lines)

@@ -23,6 +23,7 @@ encoder, decoder, prior, loss and IWAE bound unchanged.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -134,27 +135,40 @@ def fc_networks(latent_dim: int, image_shape) -> tuple[nn.Module, nn.Module]:
 NETWORKS = {"fc": fc_networks, "conv": conv_networks, "allconv": allconv_networks}
 
 
+@dataclass(frozen=True)
+class BetaVAEConfig:
+    """The settings of a :class:`BetaVAE` (Chapter 2, β-VAE): the family, the code size, the pictures."""
+
+    architecture: str = "conv"
+    latent_dim: int = 10
+    image_shape: tuple[int, int, int] = (1, 64, 64)
+
+    def __post_init__(self):
+        if self.architecture not in NETWORKS:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if int(self.latent_dim) < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        object.__setattr__(self, "latent_dim", int(self.latent_dim))
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+
+
 class BetaVAE(VAE):
     """Chapter 1's VAE with one of Chapter 2's encoder/decoder families (Chapter 2, β-VAE).
 
     Only the networks change: ``loss(x, beta)``, ``encode``, ``decode`` and the
-    IWAE bound are the VAE's own. ``architecture`` is ``"fc"``, ``"conv"`` or
-    ``"allconv"`` (see the module docstring).
+    IWAE bound are the VAE's own. Built from a :class:`BetaVAEConfig` or its
+    fields as keywords: ``BetaVAE(architecture="allconv", latent_dim=16)``
+    (the families: see the module docstring).
     """
 
-    def __init__(self, architecture: str = "conv", latent_dim: int = 10, image_shape=(1, 64, 64)):
-        if architecture not in NETWORKS:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    def __init__(self, config: BetaVAEConfig | None = None, **settings):
+        if config is not None and settings:
+            raise TypeError("give a BetaVAEConfig or its fields as keywords, not both")
+        config = config or BetaVAEConfig(**settings)
         # Skip VAE.__init__, which would build Chapter 1's networks only to replace them.
         nn.Module.__init__(self)
-        self.config = {
-            "architecture": architecture,
-            "latent_dim": int(latent_dim),
-            "image_shape": [int(s) for s in image_shape],
-        }
-        self.architecture = architecture
-        self.latent_dim = int(latent_dim)
-        self.image_shape = tuple(self.config["image_shape"])
-        self.encoder, self.decoder = NETWORKS[architecture](self.latent_dim, self.image_shape)
+        self.config = config
+        self.architecture = config.architecture
+        self.latent_dim = config.latent_dim
+        self.image_shape = config.image_shape
+        self.encoder, self.decoder = NETWORKS[config.architecture](self.latent_dim, self.image_shape)

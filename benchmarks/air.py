@@ -1,14 +1,18 @@
 """AIR on Multi-MNIST: count accuracy of trained runs, and speed against seed 002's reference.
 
-    python benchmarks/air.py accuracy runs/air_seed*.pt          # count accuracy per run
-    python benchmarks/air.py speed --reference ../shared/reference  # ours vs the reference, same machine
+    python benchmarks/air.py accuracy runs/air/air_seed3 runs/air/air_seed0 ...  # count accuracy per run
+    python benchmarks/air.py speed --reference ../shared/reference                # ours vs the reference
 
-``accuracy`` counts the digits of 10,000 fresh test canvases (data seed 1, so
-none of the canvases seen during training or validation, digits from MNIST's
-*test* split) and of 10,000 fresh 3-digit canvases, with greedy inference
-(each z_pres at its more likely value), and also with sampled z_pres, seed
-002's protocol. It writes the numbers per run into ``results/air.json``; the
-run named by ``--ship`` (default: the first) gives ``count_accuracy``.
+``accuracy`` is the recorded experiment's evaluation
+(``objectcentric.experiments.air.evaluate_runs``; ``python -m objectcentric
+reproduce air`` trains the runs and calls it too): it counts the digits of
+10,000 fresh test canvases (data seed 1, so none of the canvases seen during
+training or validation, digits from MNIST's *test* split) and of 10,000 fresh
+3-digit canvases, with greedy inference (each z_pres at its more likely
+value), and also with sampled z_pres, seed 002's protocol. It takes run
+folders (or their checkpoints, or a shipped checkpoint) and writes the
+numbers per run into ``results/air.json``; the run named by ``--ship``
+(default: the first) gives ``count_accuracy``.
 
 ``speed`` times training steps and batched inference of our AIR and of seed
 002's reference implementation (imported from the folder given by
@@ -17,7 +21,7 @@ data: training at the reference's batch size 64 (zero_grad, loss, backward,
 Adam step, count accuracy read back, as the reference's throughput script
 does) and at our recipe's batch size; inference under ``no_grad`` on a batch of
 1000 canvases. Blocks of steps are repeated and the median is reported, since
-the CPU here is shared.
+the CPU here is shared. It replaces only the speed keys of ``results/air.json``.
 """
 
 from __future__ import annotations
@@ -32,90 +36,19 @@ from pathlib import Path
 
 import torch
 
-from objectcentric.checkpoints import load_model_state, read_checkpoint
+from objectcentric import records
 from objectcentric.data.multi_mnist import multi_mnist_splits
-from objectcentric.experiments.air import FULL, make_optimizer
-from objectcentric.models.air import AIR, AIRConfig, count_objects
-from objectcentric.provenance import provenance
+from objectcentric.experiments.air import REFERENCE, TARGETS, TEST_DATA_SEED, AIRRecipe, evaluate_runs
 from objectcentric.train import pick_device
 
-RESULTS = Path("results/air.json")
-TARGETS = {"count_accuracy": 0.997, "count_accuracy_each_seed": 0.99, "three_digit_count_accuracy": 0.80,
-           "throughput_ratio_vs_reference": 3.0, "latency_ratio_vs_reference": 3.0}
-REFERENCE = {"count_accuracy": 0.9955, "three_digit_count_accuracy": 0.076,
-             "source": "../shared/reference/README.md: seed 002's AIR rebuilt, 50 epochs on 10,000 canvases, CPU"}
-
-
-def load_results(path: Path = RESULTS) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_results(update: dict, path: Path = RESULTS) -> dict:
-    results = {**load_results(path), **update}
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return results
-
-
-def load_run(path: str | Path) -> tuple[AIR, dict]:
-    payload = read_checkpoint(path)
-    model = AIR(AIRConfig(**payload["model_config"]))
-    load_model_state(path, model, payload)
-    return model, payload
-
-
-def confusion(true: torch.Tensor, found: torch.Tensor, n: int) -> list[list[int]]:
-    """rows: true count 0..n, columns: found count 0..n."""
-    table = torch.zeros(n + 1, n + 1, dtype=torch.long)
-    table.index_put_((true, found), torch.ones_like(true), accumulate=True)
-    return table.tolist()
+RECIPE = AIRRecipe()
 
 
 def accuracy(args) -> None:
-    started = time.perf_counter()
-    device = pick_device(args.device)
-    sets = multi_mnist_splits(seed=args.data_seed, n_train=0, n_test=args.n_images, n_three=args.n_images)
-    test, three = sets["test"], sets["test3"]
-    per_run = {}
-    for path in args.runs:
-        model, payload = load_run(path)
-        model.to(device)
-        torch.manual_seed(args.seed)
-        row = {"seed": payload["train_config"]["seed"], "epochs": payload["epoch"],
-               "training_wall_time_s": round(payload["wall_time_s"], 1),
-               "training_command": payload["train_config"].get("provenance", {}).get("command"),
-               "training_device": payload["train_config"].get("provenance", {}).get("device")}
-        for name, data in (("", test), ("three_digit_", three)):
-            for mode, greedy in (("", True), ("sampled_", False)):
-                found = count_objects(model, data.images, greedy=greedy)
-                row[f"{name}{mode}count_accuracy"] = round(float((found == data.counts).float().mean()), 5)
-                if not mode:
-                    row[f"{name}confusion"] = confusion(data.counts, found, model.config.max_steps)
-        per_run[str(path)] = row
-        print(f"{path}: count accuracy {row['count_accuracy']:.4f} (sampled {row['sampled_count_accuracy']:.4f}); "
-              f"3 digits {row['three_digit_count_accuracy']:.4f}", flush=True)
-    shipped = per_run[str(args.ship or args.runs[0])]
-    by_seed = {r["seed"]: r["count_accuracy"] for r in per_run.values()}
-    save_results({
-        "count_accuracy": shipped["count_accuracy"],
-        "count_accuracy_sampled": shipped["sampled_count_accuracy"],
-        "three_digit_count_accuracy": shipped["three_digit_count_accuracy"],
-        "three_digit_count_accuracy_sampled": shipped["three_digit_sampled_count_accuracy"],
-        "confusion": shipped["confusion"],
-        "three_digit_confusion": shipped["three_digit_confusion"],
-        "count_accuracy_by_seed": [by_seed[s] for s in sorted(by_seed)],
-        "three_digit_count_accuracy_by_seed": [r["three_digit_count_accuracy"]
-                                               for r in sorted(per_run.values(), key=lambda r: r["seed"])],
-        "seeds": sorted(by_seed),
-        "shipped_run": str(args.ship or args.runs[0]),
-        "runs": per_run,
-        "protocol": (f"{args.n_images} fresh test canvases with 0-2 digits and {args.n_images} with 3 digits "
-                     f"(multi_mnist_splits data seed {args.data_seed}; digits from MNIST's test split); count = "
-                     "number of steps with z_pres = 1, greedy inference (sampled: seed 002's protocol)"),
-        "targets": TARGETS,
-        "reference": REFERENCE,
-        "accuracy_provenance": provenance(seed=args.seed, wall_time_s=time.perf_counter() - started, device=device),
-    }, Path(args.results))
+    body = evaluate_runs(args.runs, shipped=args.ship or args.runs[0], n_images=args.n_images,
+                         data_seed=args.data_seed, device=args.device, seed=args.seed)
+    records.write_results("air", {**body, "targets": TARGETS, "reference": REFERENCE},
+                          provenance=body["accuracy_provenance"], directory=args.results_dir)
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -155,14 +88,14 @@ def time_inference(infer, images, device, repeats: int) -> float:
 
 
 def ours_step(device):
-    model = AIR(AIRConfig()).to(device)
-    optimizer = make_optimizer(model, FULL["lr"], FULL["baseline_lr"])
+    model = RECIPE.build_model().to(device)
+    optimizer = RECIPE.optimizer(model)
 
     def step(x, counts):
         optimizer.zero_grad(set_to_none=True)
-        terms = model.loss(x, counts)
+        terms = RECIPE.step(model, (x, counts))
         terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), FULL["clip_grad_norm"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), RECIPE.clip_grad_norm)
         optimizer.step()
         return terms["count_accuracy"].item()
 
@@ -210,18 +143,18 @@ def speed(args) -> None:
     ours_model, ours = ours_step(device)
     ours_train_64 = time_training(ours, batches(64), device, **timing)
     ours_model, ours = ours_step(device)
-    ours_train = time_training(ours, batches(FULL["batch_size"]), device, **timing)
+    ours_train = time_training(ours, batches(RECIPE.batch_size), device, **timing)
     ours_model.eval()
     latency = time_inference(lambda x: ours_model(x, greedy=True, keep_images=False), images[:1000], device,
                              args.repeats)
-    print(f"ours: {ours_train:.0f} training images/s (batch {FULL['batch_size']}), {ours_train_64:.0f} "
+    print(f"ours: {ours_train:.0f} training images/s (batch {RECIPE.batch_size}), {ours_train_64:.0f} "
           f"(batch 64), {latency:.4f} ms/canvas", flush=True)
 
     kind = "gpu" if device.type == "cuda" else "cpu"
     row = {
         "train_images_per_s": round(ours_train, 1),
         "train_images_per_s_batch_64": round(ours_train_64, 1),
-        "train_batch_size": FULL["batch_size"],
+        "train_batch_size": RECIPE.batch_size,
         "reference_train_images_per_s": round(ref_train, 1),
         "reference_train_batch_size": 64,
         "throughput_ratio_vs_reference": round(ours_train / ref_train, 2),
@@ -233,17 +166,17 @@ def speed(args) -> None:
         "protocol": (f"{args.repeats} blocks of {args.steps} timed training steps after {args.warmup} warm-up "
                      "steps, median block; inference: no_grad on 1000 canvases, median of "
                      f"{args.repeats}; both implementations in one process, same device and data"),
-        **provenance(seed=args.seed, wall_time_s=time.perf_counter() - started, device=device),
     }
-    results = load_results(Path(args.results))
-    speeds = results.get("speed", {})
+    written_by = records.provenance(seed=args.seed, wall_time_s=time.perf_counter() - started, device=device)
+    row.update({k: written_by[k] for k in records.PROVENANCE_KEYS if k != "schema_version"})
+    speeds = dict(records.read_results("air", args.results_dir).get("speed", {}))
     speeds[kind] = row
     update = {"speed": speeds}
     if kind == "cpu" or "cpu" not in speeds:  # the headline numbers are this machine's (a CPU)
         update.update({k: row[k] for k in ("train_images_per_s", "reference_train_images_per_s",
                                            "throughput_ratio_vs_reference", "latency_ms_per_image",
                                            "reference_latency_ms_per_image", "latency_ratio_vs_reference")})
-    save_results(update, Path(args.results))
+    records.write_results("air", update, provenance=written_by, directory=args.results_dir)
     print(json.dumps(row, indent=2))
 
 
@@ -251,10 +184,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     acc = commands.add_parser("accuracy", help="count accuracy of trained runs")
-    acc.add_argument("runs", nargs="+", help="training checkpoints written by `python -m objectcentric train air`")
+    acc.add_argument("runs", nargs="+", help="run folders written by `python -m objectcentric train air` "
+                     "(or their checkpoints)")
     acc.add_argument("--ship", help="the run whose numbers are the headline (default: the first)")
     acc.add_argument("--n-images", type=int, default=10_000)
-    acc.add_argument("--data-seed", type=int, default=1, help="fresh canvases: not the training data's seed 0")
+    acc.add_argument("--data-seed", type=int, default=TEST_DATA_SEED, help="fresh canvases: not the training data's seed 0")
     acc.set_defaults(handler=accuracy)
     spd = commands.add_parser("speed", help="training throughput and inference latency vs the reference")
     spd.add_argument("--reference", default="../shared/reference", help="folder holding seed002_air.py")
@@ -266,7 +200,7 @@ def main() -> None:
     for sub in (acc, spd):
         sub.add_argument("--device")
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--results", default=str(RESULTS), help="JSON file to update")
+        sub.add_argument("--results-dir", help="folder of the air.json to update (default: the book's results/)")
     args = parser.parse_args()
     args.handler(args)
 

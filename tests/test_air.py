@@ -1,27 +1,21 @@
 """AIR (Chapter 6): the model's pieces, its objective, bad input, and training through the common loop."""
 
-import math
+import dataclasses
+import json
 
 import pytest
 import torch
 
-from objectcentric.data.multi_mnist import make_multi_mnist
-from objectcentric.experiments.air import QUICK, checkpoint_name, make_optimizer, train_air
+from objectcentric import records, runner
+from objectcentric.checkpoints import checkpoint_dir, load_shipped, read_manifest
+from objectcentric.experiments.air import (PIXEL_STD, SELECTED_BY, VARIANT_PIXEL_STD, AIRRecipe, confusion,
+                                           load_air_run, pick_run)
 from objectcentric.models.air import AIR, AIRConfig, count_accuracy, count_objects
+from objectcentric.recipes import RecipeError, from_settings
+from objectcentric.runner import EXPERIMENTS
 from objectcentric.spatial import crop, crop_window, paint, where_to_theta
 
 SMALL = dict(where_hidden=32, what_hidden=32, z_what=4)
-
-
-@pytest.fixture(scope="module")
-def multi_mnist_data():
-    """The recipe's three sets, made from random blobs instead of MNIST (tests stay offline)."""
-    generator = torch.Generator().manual_seed(0)
-    digits = (torch.rand(30, 1, 28, 28, generator=generator) > 0.7).float()
-    labels = torch.arange(30) % 10
-    return {"train": make_multi_mnist(digits, labels, 96, seed=1),
-            "test": make_multi_mnist(digits, labels, 40, seed=2),
-            "test3": make_multi_mnist(digits, labels, 40, seed=3, max_digits=3, counts=(0, 0, 0, 1))}
 
 
 def canvases(b=6, seed=0):
@@ -108,22 +102,87 @@ def test_count_accuracy_of_a_model_that_never_sees_objects():
 
 def test_the_baseline_has_its_own_learning_rate():
     model = AIR(AIRConfig(**SMALL))
-    groups = make_optimizer(model, 1e-4, 1e-2).param_groups
+    groups = AIRRecipe(lr=1e-4).optimizer(model).param_groups
     baseline = {id(p) for p in model.baseline.parameters()}
     assert {id(p) for p in groups[1]["params"]} == baseline and groups[1]["lr"] == 1e-2
-    assert not baseline & {id(p) for p in groups[0]["params"]}
+    assert not baseline & {id(p) for p in groups[0]["params"]} and groups[0]["lr"] == 1e-4
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
 
 
-def test_quick_training_runs_checkpoints_and_resumes(tmp_path, multi_mnist_data):
-    run = tmp_path / "air.pt"
-    model, result = train_air(AIRConfig(**SMALL), quick=True, epochs=1, checkpoint=run, progress="none",
-                              data=multi_mnist_data, device="cpu")
-    assert len(result.history) == 1 and run.exists()
-    record = result.history[0]
-    assert {"count_accuracy", "val_test_count_accuracy", "val_test3_count_accuracy"} <= set(record)
-    assert all(math.isfinite(v) for v in record.values())
-    model, result = train_air(AIRConfig(**SMALL), quick=True, epochs=2, checkpoint=run, progress="none",
-                              data=multi_mnist_data, device="cpu")
-    assert [r["epoch"] for r in result.history] == [1, 2]
-    assert checkpoint_name("difference").endswith(".pt") and QUICK["epochs"] >= 1
+# --- the recipe ---------------------------------------------------------------------------------
+def test_the_quick_recipe_is_the_full_one_with_its_quick_overrides():
+    full = AIRRecipe(inference="recurrent")
+    quick = full.at_scale("quick")
+    assert quick == dataclasses.replace(full, quick=True, **AIRRecipe.QUICK)
+    assert quick.inference == "recurrent" and quick.n_train < full.n_train and quick.epochs < full.epochs
+    assert quick.run_name(0) == "air_inferencerecurrent_quick_seed0"
+    assert from_settings("air", json.loads(json.dumps(quick.settings()))) == quick
+    assert AIRRecipe.CHOICES["inference"] == ("difference", "recurrent")  # the model's own list
+
+
+def test_the_recurrent_network_trains_at_a_lower_learning_rate_unless_told_otherwise():
+    assert AIRRecipe().lr is None and AIRRecipe().learning_rate() == 4e-4
+    assert AIRRecipe(inference="recurrent").learning_rate() == 1e-4
+    assert AIRRecipe(inference="recurrent", lr=3e-4).learning_rate() == 3e-4
+    assert AIRRecipe(inference="recurrent").changed() == {"inference": "recurrent"}  # lr stays unset
+
+
+@pytest.mark.parametrize("bad, message", [({"inference": "lstm"}, "inference must be one of difference"),
+                                          ({"lr": 0.0}, "lr must be positive"),
+                                          ({"baseline_lr": -1.0}, "baseline_lr must be positive"),
+                                          ({"n_val": 0}, "n_val must be a whole number"),
+                                          ({"pixel_std": 0.0}, "pixel_std must be positive")])
+def test_bad_settings_are_refused(bad, message):
+    with pytest.raises(RecipeError, match=message):
+        AIRRecipe(**bad)
+
+
+def test_the_shipped_checkpoint_loads_into_the_recipes_model():
+    recipe = AIRRecipe()
+    assert recipe.shipped_name() == "air_multi_mnist_difference.pt"
+    assert AIRRecipe(inference="recurrent").shipped_name() == "air_multi_mnist_recurrent.pt"
+    assert AIRRecipe(pixel_std=VARIANT_PIXEL_STD).shipped_name() is None  # the variant is not shipped
+    model = recipe.build_model()
+    payload = load_shipped(recipe.shipped_name(), model)
+    assert payload["epoch"] == 30 and model.config.pixel_std == PIXEL_STD
+    shipped, info = load_air_run(checkpoint_dir() / recipe.shipped_name())  # the benchmark's loader
+    assert info["seed"] == 3 and torch.equal(shipped.where_head.bias, model.where_head.bias)
+
+
+def test_a_confusion_table_counts_true_against_found():
+    assert confusion(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]), 2) == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_the_shipped_run_is_picked_by_validation_accuracy():
+    metrics = {"a": {"metrics": {SELECTED_BY: 0.99}}, "b": {"metrics": {SELECTED_BY: 0.995}}}
+    assert pick_run(metrics) == "b"
+
+
+# --- training and the recorded experiment, at the quick scale -------------------------------------
+def test_a_quick_run_trains_into_a_run_folder_and_watches_validation_canvases(tmp_path):
+    recipe = dataclasses.replace(AIRRecipe().at_scale("quick"), epochs=1)
+    run = runner.train(recipe, 0, tmp_path / "run", device="cpu", progress="none")
+    assert run.record["status"] == "done" and len(run.history) == 1
+    assert {"count_accuracy", "val_count_accuracy", "val_three_digit_count_accuracy"} <= set(run.history[0])
+    assert 0 <= run.record["metrics"][SELECTED_BY] <= 1
+    recipe_back, model, _ = runner.load_run(tmp_path / "run")
+    assert recipe_back.epochs == 1 and isinstance(model, AIR)
+
+
+def test_the_experiment_at_the_quick_scale_writes_every_key_of_the_results(tmp_path):
+    experiment = EXPERIMENTS["air"]
+    jobs = experiment.jobs("quick")
+    assert len(jobs) == 2 and all(job.recipe.quick for job in jobs)
+    assert len(experiment.jobs("full")) == 10 and {j.seed for j in experiment.jobs("full")} == {0, 1, 2, 3, 4}
+    summary = runner.reproduce(["air"], scale="quick", executor="inline", out=tmp_path, device="cpu")
+    assert summary["air"]["done"] == 2
+    written = records.read_results("air", tmp_path / "quick" / "results")
+    recorded = records.read_results("air")
+    speed = {"speed"} | (set(recorded) & set(recorded["speed"]["cpu"]))  # benchmarks/air.py speed writes these
+    assert set(recorded) - speed <= set(written)  # every other key of the book's file is written here
+    assert written["scale"] == "quick" and len(written["count_accuracy_by_seed"]) == 1
+    variant = written[f"variant_pixel_std_{VARIANT_PIXEL_STD:g}"]
+    assert set(recorded[f"variant_pixel_std_{VARIANT_PIXEL_STD:g}"]) <= set(variant)
+    assert written["shipped_run"] in written["runs"]
+    manifest = read_manifest(tmp_path / "quick" / "checkpoints")["checkpoints"]
+    assert list(manifest) == ["air_multi_mnist_difference.pt"]

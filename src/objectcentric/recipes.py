@@ -32,7 +32,7 @@ RECIPE_MODULES = (
     "objectcentric.experiments.beta_vae",
     # "objectcentric.experiments.estimators",
     # "objectcentric.experiments.dvae",
-    # "objectcentric.experiments.air",
+    "objectcentric.experiments.air",
 )
 
 REGISTRY: dict[str, type[Recipe]] = {}

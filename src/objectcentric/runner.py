@@ -41,7 +41,13 @@ def configure_device(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def default_run_dir(recipe: Recipe, seed: int, root: str | Path = "runs") -> Path:
+def default_run_dir(recipe: Recipe, seed: int, root: str | Path | None = None) -> Path:
+    """``runs/<recipe name>/<run name>`` under the project (so a notebook and a terminal share it)."""
+    if root is None:
+        from .paths import project_root
+
+        project = project_root()
+        root = project / "runs" if project is not None else Path("runs")
     return Path(root) / recipe.name / recipe.run_name(seed)
 
 

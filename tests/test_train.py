@@ -161,6 +161,17 @@ def test_nan_weights_give_the_projects_error_not_a_raw_distribution_error(tmp_pa
         fit(model, TensorDataset(tiny_images), recipe, device="cpu", progress="none")
 
 
+def test_finite_weights_that_push_a_probability_out_of_range_give_the_projects_error(tiny_images):
+    @dataclass(frozen=True)
+    class Exploding(TinyRecipe):
+        def step(self, model, batch):
+            p = torch.sigmoid(next(model.parameters()).sum()) * 2.0  # outside [0, 1], as at a huge lr
+            return {"loss": torch.nn.functional.binary_cross_entropy(p, torch.tensor(1.0))}
+
+    with pytest.raises(NonFiniteLossError, match=r"left its range .*at epoch 1, step 1.*no checkpoint was asked"):
+        fit(Exploding().build_model(), TensorDataset(tiny_images), Exploding(), device="cpu", progress="none")
+
+
 @pytest.mark.parametrize("where", ["file_as_parent", "read_only"])
 def test_an_unwritable_checkpoint_location_is_found_before_any_step(tmp_path, tiny_images, where):
     import os

@@ -352,6 +352,15 @@ def _non_finite(what: str, epoch: int, index: int, checkpoint) -> NonFiniteLossE
     )
 
 
+_RANGE_ERRORS = ("constraint", "p_in", "nan", "inf", "invalid values", "between 0 and 1")
+
+
+def _out_of_range(error: Exception) -> bool:
+    """torch's errors for a NaN or out-of-range value inside a distribution or a loss (not a shape error)."""
+    text = str(error).lower()
+    return any(word in text for word in _RANGE_ERRORS) and "shape" not in text and "size" not in text
+
+
 class _Loop:
     """The state of one ``fit`` call: steps done, timing, and the run's partial epoch when stopped."""
 
@@ -386,6 +395,9 @@ class _Loop:
                 if not all(torch.isfinite(p).all() for p in parameters):
                     raise _non_finite("the model's parameters became NaN or infinite", epoch, index,
                                       self.checkpoint) from error
+                if _out_of_range(error):  # finite weights so large that a probability left [0, 1]
+                    raise _non_finite(f"a number in the model became NaN or left its range ({error})",
+                                      epoch, index, self.checkpoint) from error
                 raise
             loss = terms["loss"]
             if not torch.isfinite(loss):

@@ -168,7 +168,7 @@ def test_finite_weights_that_push_a_probability_out_of_range_give_the_projects_e
             p = torch.sigmoid(next(model.parameters()).sum()) * 2.0  # outside [0, 1], as at a huge lr
             return {"loss": torch.nn.functional.binary_cross_entropy(p, torch.tensor(1.0))}
 
-    with pytest.raises(NonFiniteLossError, match=r"left its range .*at epoch 1, step 1.*no checkpoint was asked"):
+    with pytest.raises(NonFiniteLossError, match=r"left its range .*at epoch 1, step \d+;.*no checkpoint was asked"):
         fit(Exploding().build_model(), TensorDataset(tiny_images), Exploding(), device="cpu", progress="none")
 
 

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 BOOK_BUILD := $(VENV)/bin/jupyter-book build --all -W -n --keep-going .
 INDEX := $(CURDIR)/_build/html/index.html
 
-.PHONY: book test setup data unit notebooks browser chromium fashion-mnist clean
+.PHONY: book test setup data unit notebooks notebooks-sync reproduce browser chromium fashion-mnist clean
 
 book: data
 	$(BOOK_BUILD)
@@ -41,6 +41,24 @@ unit: setup
 
 notebooks: data
 	OBJECTCENTRIC_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
+
+# Notebooks are written from their jupytext sources (notebooks/src/*.py, percent format);
+# the committed .ipynb have no outputs (--update keeps their cell ids, so diffs stay small),
+# and tests/test_notebooks.py checks that they match.
+notebooks-sync: setup
+	for f in notebooks/src/*.py; do \
+		nb="notebooks/$$(basename "$${f%.py}").ipynb"; \
+		$(VENV)/bin/jupytext --from py:percent --to ipynb "$$f" -o "$$nb" $$([ -f "$$nb" ] && echo --update) --quiet; done
+
+# Rerun every recorded experiment of the book from its recipes, then collect results and
+# checkpoints as shipped: `make reproduce` (full scale, into results/ and checkpoints/),
+# `make reproduce SCALE=quick` (a smoke test into runs/reproduce/quick), CHAPTERS="air vae",
+# EXECUTOR=slurm on a cluster.
+SCALE ?= full
+EXECUTOR ?= local
+CHAPTERS ?=
+reproduce: data
+	$(PY) -m objectcentric reproduce $(CHAPTERS) --scale $(SCALE) --executor $(EXECUTOR)
 
 browser: setup
 	$(PY) -m pytest -m browser -rs tests

@@ -1,36 +1,36 @@
 # %% [markdown]
-# The spatial transformer
-
-A model that thinks in objects has to do two things with an image: *look* at one
-part of it, at whatever place and size the object has, and, when it imagines a
-scene, *draw* each object at its place and size. The spatial transformer
-{cite}`jaderberg2015stn` does both with one differentiable operation: an affine
-map of coordinates followed by bilinear sampling. Because gradients flow through
-it, both to the pixels and to the numbers that say where to look, a network can
-learn where to look.
-
-This chapter builds that operation from PyTorch's two primitives,
-`F.affine_grid` and `F.grid_sample`, and pins down which way each map goes, which
-is where implementations most often go wrong. Chapter 5 (D-VAE-ST) uses it to
-warp a prototype digit; Chapter 6 (AIR) uses it to read objects out of a scene
-and paint them back in. Nothing is trained here, so every mode (read, quick,
-train) runs the same cells in a few seconds.
+# # The spatial transformer
+#
+# A model that thinks in objects has to do two things with an image: *look* at one
+# part of it, at whatever place and size the object has, and, when it imagines a
+# scene, *draw* each object at its place and size. The spatial transformer
+# {cite}`jaderberg2015stn` does both with one differentiable operation: an affine
+# map of coordinates followed by bilinear sampling. Because gradients flow through
+# it, both to the pixels and to the numbers that say where to look, a network can
+# learn where to look.
+#
+# This chapter builds that operation from PyTorch's two primitives,
+# `F.affine_grid` and `F.grid_sample`, and pins down which way each map goes, which
+# is where implementations most often go wrong. Chapter 5 (D-VAE-ST) uses it to
+# warp a prototype digit; Chapter 6 (AIR) uses it to read objects out of a scene
+# and paint them back in. Nothing is trained here, so every mode (read, quick,
+# train) runs the same cells in a few seconds.
 
 # %%
 # On Colab: fetch the book's repository and install its package. Elsewhere this does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    !git clone --depth 1 https://github.com/objectcentric-book/objectcentric-book /content/objectcentric-book
-    %pip install --quiet /content/objectcentric-book
-    %cd /content/objectcentric-book/notebooks
+    # !git clone --depth 1 https://github.com/objectcentric-book/objectcentric-book /content/objectcentric-book
+    # %pip install --quiet /content/objectcentric-book
+    # %cd /content/objectcentric-book/notebooks
 
 # %% [markdown]
-## Set-up
-
-The code lives in `objectcentric.spatial`; its conventions are stated once, at the
-top of the module, and every function below follows them. We work on real MNIST
-test digits.
+# ## Set-up
+#
+# The code lives in `objectcentric.spatial`; its conventions are stated once, at the
+# top of the module, and every function below follows them. We work on real MNIST
+# test digits.
 
 # %%
 import math
@@ -80,19 +80,19 @@ def draw(ax, image, theta=None, grid_size=None, limit=1.0, title=None, smooth=Tr
 print(spatial.__doc__)
 
 # %% [markdown]
-## Normalised coordinates
-
-`F.affine_grid` and `F.grid_sample` do not address pixels by their row and column
-but by *normalised coordinates*: $x$ runs from $-1$ at the left edge to $+1$ at the
-right edge, $y$ from $-1$ at the top to $+1$ at the bottom ($y$ points down, like
-the rows of the array). The same numbers describe a 28×28 crop and a 50×50 canvas,
-so a position means the same thing in both.
-
-One detail decides where the pixels sit. With `align_corners=False`, which this
-package uses everywhere, the *outer edges* of the border pixels are at $\pm 1$ and
-pixel $i$ of $n$ has its centre at $(2i+1)/n - 1$. (With `align_corners=True` the
-*centres* of the border pixels would be at $\pm 1$ instead; mixing the two
-conventions shifts everything by half a pixel.)
+# ## Normalised coordinates
+#
+# `F.affine_grid` and `F.grid_sample` do not address pixels by their row and column
+# but by *normalised coordinates*: $x$ runs from $-1$ at the left edge to $+1$ at the
+# right edge, $y$ from $-1$ at the top to $+1$ at the bottom ($y$ points down, like
+# the rows of the array). The same numbers describe a 28×28 crop and a 50×50 canvas,
+# so a position means the same thing in both.
+#
+# One detail decides where the pixels sit. With `align_corners=False`, which this
+# package uses everywhere, the *outer edges* of the border pixels are at $\pm 1$ and
+# pixel $i$ of $n$ has its centre at $(2i+1)/n - 1$. (With `align_corners=True` the
+# *centres* of the border pixels would be at $\pm 1$ instead; mixing the two
+# conventions shifts everything by half a pixel.)
 
 # %%
 show_source(pixel_centers)
@@ -112,26 +112,26 @@ fig.suptitle("both images span [-1, 1] × [-1, 1]; dots: pixel centres of the 4 
 fig.tight_layout();
 
 # %% [markdown]
-## What `F.affine_grid` computes
-
-A crop is described by a $2\times3$ matrix $\theta = [A \mid t]$. Read it as the
-*pose of a window* laid over the image: the point $w$ of the window (in the
-window's own normalised coordinates) lies at
-
-$$
-p = A\,w + t
-$$
-
-in the image. $t$ is where the window's centre is, and the columns of $A$ are its
-half-axes: $A = sI$ is a square window reaching $s$ to each side. `F.affine_grid`
-applies exactly this map to the centre of every pixel of the output (the crop) and
-returns the image points they land on, a tensor $(B, h, w, 2)$ of $(x, y)$ pairs:
-the *sampling grid*. It goes from the output to the input, which is what lets
-every output pixel get exactly one value.
-
-We build $\theta$ from five readable numbers: scale, rotation, shear and a shift
-(any invertible affine map can be written like this, with a second scale for the
-height).
+# ## What `F.affine_grid` computes
+#
+# A crop is described by a $2\times3$ matrix $\theta = [A \mid t]$. Read it as the
+# *pose of a window* laid over the image: the point $w$ of the window (in the
+# window's own normalised coordinates) lies at
+#
+# $$
+# p = A\,w + t
+# $$
+#
+# in the image. $t$ is where the window's centre is, and the columns of $A$ are its
+# half-axes: $A = sI$ is a square window reaching $s$ to each side. `F.affine_grid`
+# applies exactly this map to the centre of every pixel of the output (the crop) and
+# returns the image points they land on, a tensor $(B, h, w, 2)$ of $(x, y)$ pairs:
+# the *sampling grid*. It goes from the output to the input, which is what lets
+# every output pixel get exactly one value.
+#
+# We build $\theta$ from five readable numbers: scale, rotation, shear and a shift
+# (any invertible affine map can be written like this, with a second scale for the
+# height).
 
 # %%
 show_source(affine_matrix)
@@ -153,17 +153,17 @@ fig.suptitle("where a 10 × 10 crop reads the digit: one dot per output pixel; "
              "the large dot marks the window's top-left corner", fontsize=10);
 
 # %% [markdown]
-## How `F.grid_sample` reads between pixels
-
-The grid points rarely fall on pixel centres. `F.grid_sample` reads each one
-*bilinearly*: it takes the four pixel centres around the point and mixes their
-values with weights $(1-\Delta x)(1-\Delta y)$, $\Delta x (1-\Delta y)$, ... that
-depend on how close the point is to each of them. The result is a continuous,
-piecewise linear function of the point's position, so it has a gradient with
-respect to $\theta$: this is what makes the spatial transformer trainable. Points
-outside the image read 0 (`padding_mode="zeros"`). Below, one point by hand, then a
-small window magnified eight times: nearest-pixel sampling shows blocks, bilinear
-sampling interpolates.
+# ## How `F.grid_sample` reads between pixels
+#
+# The grid points rarely fall on pixel centres. `F.grid_sample` reads each one
+# *bilinearly*: it takes the four pixel centres around the point and mixes their
+# values with weights $(1-\Delta x)(1-\Delta y)$, $\Delta x (1-\Delta y)$, ... that
+# depend on how close the point is to each of them. The result is a continuous,
+# piecewise linear function of the point's position, so it has a gradient with
+# respect to $\theta$: this is what makes the spatial transformer trainable. Points
+# outside the image read 0 (`padding_mode="zeros"`). Below, one point by hand, then a
+# small window magnified eight times: nearest-pixel sampling shows blocks, bilinear
+# sampling interpolates.
 
 # %%
 point = torch.tensor([0.13, -0.27])  # (x, y)
@@ -188,15 +188,15 @@ for ax, mode in zip(axes[1:], ["nearest", "bilinear"]):
 fig.tight_layout();
 
 # %% [markdown]
-## Cropping a window
-
-Put together, cropping is two lines: the sampling grid of the window, then
-bilinear sampling. AIR (Chapter 6) describes each object's window by three
-numbers, `z_where` $= (s, x, y)$: a square centred at $(x, y)$ that reaches $s$ to
-each side, i.e. $\theta = \begin{pmatrix} s & 0 & x \\ 0 & s & y \end{pmatrix}$.
-A window smaller than the image ($s<1$) is magnified in its crop. Whatever the
-window's size, the crop has the size we ask for (here 28×28), so the network that
-reads it always sees objects at one size.
+# ## Cropping a window
+#
+# Put together, cropping is two lines: the sampling grid of the window, then
+# bilinear sampling. AIR (Chapter 6) describes each object's window by three
+# numbers, `z_where` $= (s, x, y)$: a square centred at $(x, y)$ that reaches $s$ to
+# each side, i.e. $\theta = \begin{pmatrix} s & 0 & x \\ 0 & s & y \end{pmatrix}$.
+# A window smaller than the image ($s<1$) is magnified in its crop. Whatever the
+# window's size, the crop has the size we ask for (here 28×28), so the network that
+# reads it always sees objects at one size.
 
 # %%
 show_source(where_to_theta)
@@ -219,21 +219,21 @@ fig.suptitle("windows z_where = (s, x, y) and their crops", fontsize=10)
 fig.tight_layout();
 
 # %% [markdown]
-## Painting a crop back with the inverse
-
-Going the other way, AIR's decoder draws an object (a 28×28 image) into its window
-on a larger, empty canvas (50×50). The output is now the *canvas*, and
-`F.affine_grid` always wants the map from output points to input points, here from
-canvas points to the object's own coordinates. That is the inverse of the window's
-pose:
-
-$$
-w = A^{-1}(p - t), \qquad \theta^{-1} = [\,A^{-1} \mid -A^{-1}t\,].
-$$
-
-So painting is cropping the *object* with the inverted matrix. Canvas points
-outside the window read the object outside its edges and get 0, which is what
-makes the canvas empty there.
+# ## Painting a crop back with the inverse
+#
+# Going the other way, AIR's decoder draws an object (a 28×28 image) into its window
+# on a larger, empty canvas (50×50). The output is now the *canvas*, and
+# `F.affine_grid` always wants the map from output points to input points, here from
+# canvas points to the object's own coordinates. That is the inverse of the window's
+# pose:
+#
+# $$
+# w = A^{-1}(p - t), \qquad \theta^{-1} = [\,A^{-1} \mid -A^{-1}t\,].
+# $$
+#
+# So painting is cropping the *object* with the inverted matrix. Canvas points
+# outside the window read the object outside its edges and get 0, which is what
+# makes the canvas empty there.
 
 # %%
 show_source(invert_affine)
@@ -266,27 +266,27 @@ print(f"crop(paint(object)) against the object: mean absolute difference "
       f"{(alone - objects).abs().mean():.3f} (the object was shrunk to fewer pixels and back)")
 
 # %% [markdown]
-## Which way round? The direction pitfall
-
-Both directions take the same kind of matrix, and nothing checks which one you
-meant: feed `F.affine_grid` a window's pose where it needs the inverse and the
-code runs, the losses go down, and the picture is simply elsewhere. Take the pose
-$(s, x, y) = (0.5, 0.3, 0.2)$. Painted correctly, the digit fills the box outlined
-below. Fed to `affine_grid` uninverted, canvas point $p$ reads the object at
-$s p + (x, y)$: the object's centre lands at $-(x, y)/s = (-0.6, -0.4)$ and its
-size becomes $1/s$ of the canvas instead of $s$, so we see a quarter of a digit
-four times too large. Cropping has the mirror-image mistake.
-
-It is the easiest mistake to make when porting a model built on this operation:
-pass a pose to `affine_grid` without inverting it. Both
-conventions can be made to work if every part of a model agrees on one. Pyro's
-AIR example, for instance, uses the opposite one on purpose: its `z_where` maps
-canvas points into the object, so it paints with `z_where` as it is and crops with
-the inverse, and its scale $3$ is our $s = 1/3$. What breaks a model is mixing the
-two, or reading one as the other: a prior on $s$, the boxes drawn for the reader
-and every position-based metric then mean something else. The tests of this
-package pin our convention down (`tests/test_spatial.py`: a bright pixel is
-cropped with a known shift and must land at a known place).
+# ## Which way round? The direction pitfall
+#
+# Both directions take the same kind of matrix, and nothing checks which one you
+# meant: feed `F.affine_grid` a window's pose where it needs the inverse and the
+# code runs, the losses go down, and the picture is simply elsewhere. Take the pose
+# $(s, x, y) = (0.5, 0.3, 0.2)$. Painted correctly, the digit fills the box outlined
+# below. Fed to `affine_grid` uninverted, canvas point $p$ reads the object at
+# $s p + (x, y)$: the object's centre lands at $-(x, y)/s = (-0.6, -0.4)$ and its
+# size becomes $1/s$ of the canvas instead of $s$, so we see a quarter of a digit
+# four times too large. Cropping has the mirror-image mistake.
+#
+# It is the easiest mistake to make when porting a model built on this operation:
+# pass a pose to `affine_grid` without inverting it. Both
+# conventions can be made to work if every part of a model agrees on one. Pyro's
+# AIR example, for instance, uses the opposite one on purpose: its `z_where` maps
+# canvas points into the object, so it paints with `z_where` as it is and crops with
+# the inverse, and its scale $3$ is our $s = 1/3$. What breaks a model is mixing the
+# two, or reading one as the other: a prior on $s$, the boxes drawn for the reader
+# and every position-based metric then mean something else. The tests of this
+# package pin our convention down (`tests/test_spatial.py`: a bright pixel is
+# cropped with a known shift and must land at a known place).
 
 # %%
 theta = where_to_theta(torch.tensor([[0.5, 0.3, 0.2]]))
@@ -308,15 +308,15 @@ fig.suptitle("the same numbers (s, x, y) = (0.5, 0.3, 0.2) fed both ways; "
 fig.tight_layout();
 
 # %% [markdown]
-## Warping a whole image
-
-`transform` warps an image keeping its size; it is a crop whose output is as large
-as its input. D-VAE-ST (Chapter 5) explains a digit as a prototype seen through
-such a warp, with all six numbers of $\theta$ free. Warping by $\theta$ and then by
-$\theta^{-1}$ brings the digit back, except for what the first warp pushed out of
-the frame. Two warps in a row compose *in reverse*: each maps output points back
-into its input, so `transform(transform(x, a), b)` reads `x` at $a(b(p))$, which
-`compose_affine(a, b)` writes as one matrix.
+# ## Warping a whole image
+#
+# `transform` warps an image keeping its size; it is a crop whose output is as large
+# as its input. D-VAE-ST (Chapter 5) explains a digit as a prototype seen through
+# such a warp, with all six numbers of $\theta$ free. Warping by $\theta$ and then by
+# $\theta^{-1}$ brings the digit back, except for what the first warp pushed out of
+# the frame. Two warps in a row compose *in reverse*: each maps output points back
+# into its input, so `transform(transform(x, a), b)` reads `x` at $a(b(p))$, which
+# `compose_affine(a, b)` writes as one matrix.
 
 # %%
 show_source(transform)
@@ -344,26 +344,26 @@ print(f"two warps against one composed warp: largest pixel difference {(twice - 
       "(not 0: resampling twice blurs twice)")
 
 # %% [markdown]
-## Gradients reach the window
-
-Because every step is differentiable, gradient descent can ask *where* an object
-is: given a 50×50 scene and the digit it contains, adjust `z_where` until the crop
-matches the digit. Three attempts below, each 300 steps of Adam, drawn as the
-window's outline every 30 steps (light to dark):
-
-1. comparing raw pixels, starting from a large window over the middle: the window
-   *grows* instead of finding the digit. A thin stroke matches only when it is
-   almost exactly in place, so the pixel error has no slope that leads there, and
-   a large window, whose crop is a small faint digit, is a local optimum;
-2. comparing *blurred* crops with the blurred digit, from the same start: the
-   blur spreads every stroke over a few pixels, the error now falls smoothly
-   towards the right window, and the window slides and shrinks onto the digit;
-3. blurred again, but starting on empty background: the crop stays black when
-   the window moves a little, so the gradient is exactly zero and nothing moves.
-   Bilinear sampling only ever looks at the four nearest pixels.
-
-This is why AIR does not search for objects by descending on the crop alone: an
-encoder that sees the whole image proposes the window.
+# ## Gradients reach the window
+#
+# Because every step is differentiable, gradient descent can ask *where* an object
+# is: given a 50×50 scene and the digit it contains, adjust `z_where` until the crop
+# matches the digit. Three attempts below, each 300 steps of Adam, drawn as the
+# window's outline every 30 steps (light to dark):
+#
+# 1. comparing raw pixels, starting from a large window over the middle: the window
+#    *grows* instead of finding the digit. A thin stroke matches only when it is
+#    almost exactly in place, so the pixel error has no slope that leads there, and
+#    a large window, whose crop is a small faint digit, is a local optimum;
+# 2. comparing *blurred* crops with the blurred digit, from the same start: the
+#    blur spreads every stroke over a few pixels, the error now falls smoothly
+#    towards the right window, and the window slides and shrinks onto the digit;
+# 3. blurred again, but starting on empty background: the crop stays black when
+#    the window moves a little, so the gradient is exactly zero and nothing moves.
+#    Bilinear sampling only ever looks at the four nearest pixels.
+#
+# This is why AIR does not search for objects by descending on the crop alone: an
+# encoder that sees the whole image proposes the window.
 
 # %%
 true_where = torch.tensor([[0.35, -0.4, 0.35]])
@@ -404,20 +404,21 @@ axes[3].legend(fontsize=8, loc="center right")
 axes[3].set_title("true z_where = ({:.2f}, {:.2f}, {:.2f})".format(*true_where[0].tolist()), fontsize=9)
 fig.tight_layout();
 
+
 # %% [markdown]
-## Explorer
-
-Each row below moves one parameter of the window while the others stay at the
-identity. Each frame shows, left to right: the digit with the window's outline,
-its sampling points and its top-left corner (the dashed square is the image's
-border); the 28×28 crop; and the crop painted back onto an empty canvas with the
-inverse. Watch the directions: moving the window right moves the digit *left* in
-the crop, and turning the window clockwise turns the crop's content
-anticlockwise. Everything lands back where it came from in the third panel, minus
-what the window did not see.
-
-The rows work in the rendered book without a running kernel: each slider switches
-between frames computed in advance.
+# ## Explorer
+#
+# Each row below moves one parameter of the window while the others stay at the
+# identity. Each frame shows, left to right: the digit with the window's outline,
+# its sampling points and its top-left corner (the dashed square is the image's
+# border); the 28×28 crop; and the crop painted back onto an empty canvas with the
+# inverse. Watch the directions: moving the window right moves the digit *left* in
+# the crop, and turning the window clockwise turns the crop's content
+# anticlockwise. Everything lands back where it came from in the third panel, minus
+# what the window did not see.
+#
+# The rows work in the rendered book without a running kernel: each slider switches
+# between frames computed in advance.
 
 # %%
 def explorer_frame(theta):
@@ -455,9 +456,9 @@ explorer.add_class("oc-spatial-explorer")
 explorer
 
 # %% [markdown]
-All five parameters at once need Python to draw each new combination, so the
-version below only reacts in a running notebook (on Colab, or `jupyter lab`); in
-the rendered book its sliders do not change the picture.
+# All five parameters at once need Python to draw each new combination, so the
+# version below only reacts in a running notebook (on Colab, or `jupyter lab`); in
+# the rendered book its sliders do not change the picture.
 
 # %%
 sliders = {
@@ -483,13 +484,13 @@ widgets.VBox([widgets.HTML("<b>all five together</b> <small>(needs a running ker
               widgets.HBox([widgets.VBox(list(sliders.values())), live_image])])
 
 # %% [markdown]
-## What we built
-
-Six small functions in `objectcentric.spatial`, each a line or two over
-`F.affine_grid` and `F.grid_sample`: `affine_matrix` and `where_to_theta` describe a
-window by its pose (where its centre is, how large and how turned it is);
-`crop` reads the window out of an image; `invert_affine` and `paint` write a
-patch back into it; `transform` warps a whole image. The one rule to remember:
-`affine_grid` maps *output* points to *input* points, so a crop takes the window's
-pose and a paint takes its inverse. Chapter 5 warps prototypes with `transform`,
-and Chapter 6 (AIR) reads each object with `crop` and draws it with `paint`.
+# ## What we built
+#
+# Six small functions in `objectcentric.spatial`, each a line or two over
+# `F.affine_grid` and `F.grid_sample`: `affine_matrix` and `where_to_theta` describe a
+# window by its pose (where its centre is, how large and how turned it is);
+# `crop` reads the window out of an image; `invert_affine` and `paint` write a
+# patch back into it; `transform` warps a whole image. The one rule to remember:
+# `affine_grid` maps *output* points to *input* points, so a crop takes the window's
+# pose and a paint takes its inverse. Chapter 5 warps prototypes with `transform`,
+# and Chapter 6 (AIR) reads each object with `crop` and draws it with `paint`.

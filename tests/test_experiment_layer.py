@@ -68,6 +68,8 @@ def test_results_carry_top_level_provenance_and_a_write_keeps_what_it_does_not_w
     assert [(w["command"], w["keys"]) for w in whole["writers"]] == [("python first", ["a"]), ("python second", ["b"])]
     with pytest.raises(ValueError, match="reserved"):
         records.write_results("x", {"commit": "abc"}, provenance=second, directory=tmp_path)
+    third = records.write_results("x", {"c": 4}, provenance=second, directory=tmp_path, drop=("a",))
+    assert "a" not in third and all("a" not in w["keys"] for w in third["writers"])
 
 
 def test_a_damaged_results_file_is_a_clear_error(tmp_path):

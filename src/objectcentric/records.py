@@ -71,12 +71,14 @@ def read_results(name: str, directory: str | Path | None = None) -> dict:
                               f"`git checkout -- {path.name}` or rerun the command that wrote it") from error
 
 
-def write_results(name: str, data: dict, *, provenance: dict, directory: str | Path | None = None) -> dict:
+def write_results(name: str, data: dict, *, provenance: dict, directory: str | Path | None = None,
+                  drop: tuple[str, ...] = ()) -> dict:
     """Merge ``data`` into ``results/<name>.json`` with this write's provenance at the top level.
 
     ``provenance`` holds the fields of :func:`objectcentric.provenance.provenance`.
     Keys of ``data`` replace their old values; keys it does not mention are
-    kept, with the record of the write that set them. Returns the whole file.
+    kept, with the record of the write that set them; keys in ``drop`` are
+    removed (what a writer knows to be stale). Returns the whole file.
     """
     clash = sorted(set(data) & set(RESERVED))
     if clash:
@@ -86,12 +88,13 @@ def write_results(name: str, data: dict, *, provenance: dict, directory: str | P
         raise ValueError(f"provenance lacks {missing}")
     directory = Path(directory or results_dir())
     old = read_results(name, directory)
-    writers = [w for w in old.get("writers", []) if set(w["keys"]) - set(data)]
+    gone = set(data) | set(drop)
+    writers = [w for w in old.get("writers", []) if set(w["keys"]) - gone]
     for w in writers:
-        w["keys"] = [k for k in w["keys"] if k not in data]
+        w["keys"] = [k for k in w["keys"] if k not in gone]
     mine = {k: provenance[k] for k in (*PROVENANCE_KEYS, "scale") if k in provenance}
     writers.append({"keys": sorted(data), **mine})
-    kept = {k: v for k, v in old.items() if k not in RESERVED and k not in data}
+    kept = {k: v for k, v in old.items() if k not in RESERVED and k not in gone}
     whole = {**mine, "schema_version": SCHEMA_VERSION, **kept, **data, "writers": writers}
     write_json_atomic(directory / f"{name}.json", whole)
     return whole

@@ -229,6 +229,8 @@ def sweep(jobs: list[Job], out: str | Path, *, executor: str = "local", max_para
     pool = submitit.AutoExecutor(folder=out / "_submitit", cluster="local" if executor == "local" else "slurm")
     pool.update_parameters(timeout_min=timeout_min, name="objectcentric",
                            **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
+    if executor == "local" and pick_device(device).type == "cuda":  # submitit hides GPUs unless asked for
+        pool.update_parameters(gpus_per_node=torch.cuda.device_count())
     if executor == "slurm":
         pool.update_parameters(slurm_array_parallelism=max_parallel)
         submitted = pool.map_array(_run_job, *zip(*arguments))
@@ -290,14 +292,16 @@ def register_experiment(experiment: Experiment) -> Experiment:
 
 def reproduce(chapters: list[str] | None = None, *, scale: str = "quick", executor: str = "local",
               out: str | Path = "runs/reproduce", max_parallel: int = 1, device=None,
-              threads: int | None = None, into_project: bool | None = None) -> dict[str, dict]:
+              threads: int | None = None, into_project: bool | None = None,
+              stop: Stop | None = None) -> dict[str, dict]:
     """Rerun chapters' recorded experiments from their recipes and collect their results.
 
     At the full scale the results and checkpoints go where the book reads
     them (``results/``, ``checkpoints/``); at the quick scale (and whenever
     ``into_project`` is False) into ``out/results`` and ``out/checkpoints``,
-    so that a smoke test never overwrites a recorded number. Returns, per
-    chapter, its wall time and the status of its runs.
+    so that a smoke test never overwrites a recorded number. ``stop`` ends
+    runs early (they resume on the next call). Returns, per chapter, its wall
+    time and the status of its runs.
     """
     from .checkpoints import checkpoint_dir
     from .recipes import load_all
@@ -316,7 +320,7 @@ def reproduce(chapters: list[str] | None = None, *, scale: str = "quick", execut
         started = time.perf_counter()
         jobs = experiment.jobs(scale)
         records = sweep(jobs, out / chapter, executor=executor, max_parallel=max_parallel, device=device,
-                        threads=threads)
+                        threads=threads, stop=stop)
         outputs = Outputs(runs=out / chapter,
                           results=results_dir() if into_project else out / "results",
                           checkpoints=checkpoint_dir() if into_project else out / "checkpoints", scale=scale)

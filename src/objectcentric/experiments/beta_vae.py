@@ -395,7 +395,9 @@ def collect(records: dict[str, dict], out: Outputs) -> dict:
     body = summarize(rows, out.scale, failed)
     wall = sum(r["train_wall_time_s"] for r in rows) + time.perf_counter() - started
     provenance = rec.provenance(seed=0, wall_time_s=wall, device=device, scale=out.scale)
-    whole = rec.write_results(RESULTS_NAME, body, provenance=provenance, directory=out.results)
+    # Two keys of the file recorded before each run carried its own provenance; a new sweep makes them stale.
+    whole = rec.write_results(RESULTS_NAME, body, provenance=provenance, directory=out.results,
+                              drop=("runs_from_earlier_command", "skipped_at_deadline"))
     info = {k: provenance[k] for k in ("command", "commit", "device", "seed", "wall_time_s", "date")}
     rec.ship_payload(out.checkpoints, FRAMES_NAME, {"quick": body["quick"], "runs": frames}, info,
                      {"runs": len(rows)})

@@ -73,7 +73,7 @@ from torch import nn
 
 from ..checks import check_image_batch
 from ..modules import ReplicaLinear
-from ..spatial import ALIGN_CORNERS, compose_affine, invert_affine, pixel_centers
+from ..spatial import ALIGN_CORNERS, invert_affine, pixel_centers
 
 __all__ = [
     "SCAEConfig",
@@ -220,6 +220,16 @@ def _glorot(*shape: int) -> torch.Tensor:
 
 
 # --- geometry, likelihoods and losses (pure functions) ----------------------------------------
+def _transform_planes(raw: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """:func:`geometric_transform` on the six numbers given as six tensors: the map's six entries, row by row."""
+    sx, sy, angle, shear, tx, ty = raw
+    sx, sy = torch.sigmoid(sx) + 1e-2, torch.sigmoid(sy) + 1e-2
+    shear, tx, ty = torch.tanh(5 * shear), torch.tanh(5 * tx), torch.tanh(5 * ty)
+    angle = angle * (2 * math.pi)
+    c, s = torch.cos(angle), torch.sin(angle)
+    return sx * c + shear * sy * s, -sx * s + shear * sy * c, tx, sy * s, sy * c, ty
+
+
 def geometric_transform(raw: torch.Tensor) -> torch.Tensor:
     """Six free numbers (..., 6) to an affine map (..., 2, 3), the official parameterisation.
 
@@ -232,33 +242,60 @@ def geometric_transform(raw: torch.Tensor) -> torch.Tensor:
     map, this one is the released code's.) As a pose it maps template
     coordinates to image coordinates.
     """
-    sx, sy, angle, shear, tx, ty = raw.unbind(-1)
-    sx, sy = torch.sigmoid(sx) + 1e-2, torch.sigmoid(sy) + 1e-2
-    shear, tx, ty = torch.tanh(5 * shear), torch.tanh(5 * tx), torch.tanh(5 * ty)
-    angle = angle * (2 * math.pi)
-    c, s = torch.cos(angle), torch.sin(angle)
-    row_x = torch.stack([sx * c + shear * sy * s, -sx * s + shear * sy * c, tx], -1)
-    row_y = torch.stack([sy * s, sy * c, ty], -1)
-    return torch.stack([row_x, row_y], -2)
+    return torch.stack(_transform_planes(raw.unbind(-1)), -1).unflatten(-1, (2, 3))
+
+
+def _compose_planes(outer: tuple[torch.Tensor, ...], inner: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """:func:`objectcentric.spatial.compose_affine` on maps given entry by entry (six broadcasting tensors each).
+
+    The votes are K x B x M = 160k compositions; as a batched product of
+    2 x 2 matrices, or with the six entries as a trailing axis, they cost a
+    CPU more than the rest of the object capsules.
+    """
+    a, b, tx, c, d, ty = outer
+    ia, ib, itx, ic, id_, ity = inner
+    return (a * ia + b * ic, a * ib + b * id_, a * itx + b * ity + tx,
+            c * ia + d * ic, c * ib + d * id_, c * itx + d * ity + ty)
+
+
+class _CanvasGrid(torch.autograd.Function):
+    """:func:`canvas_grid` with a backward pass of two matrix products instead of broadcast reductions."""
+
+    @staticmethod
+    def forward(ctx, theta, size):
+        n = theta.shape[0]
+        base = pixel_centers(size).to(theta)
+        # Row i of the grid is column_terms + y_i * row_step, each (N, size * 2) with (x, y) interleaved.
+        column_terms = theta[:, None, :, 0] * base[None, :, None] + theta[:, None, :, 2]      # (N, size, 2)
+        row_step = theta[:, None, :, 1].expand(n, size, 2)
+        grid = torch.addcmul(column_terms.reshape(n, 1, 2 * size), base.view(1, size, 1),
+                             row_step.reshape(n, 1, 2 * size))
+        ctx.save_for_backward(base)
+        return grid.view(n, size, size, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (base,) = ctx.saved_tensors
+        n, size = grad.shape[:2]
+        # Sum over rows, plain and weighted by y_i: (2, size) @ (N, size, 2 size) -> (N, 2, size, 2).
+        rows = torch.stack([torch.ones_like(base), base])
+        sums = torch.matmul(rows, grad.reshape(n, size, 2 * size)).view(n, 2, size, 2)
+        # theta[:, c, 0] multiplied x_j, theta[:, c, 1] y_i, theta[:, c, 2] nothing.
+        grad_theta = torch.stack([(sums[:, 0] * base[None, :, None]).sum(1), sums[:, 1].sum(1), sums[:, 0].sum(1)], -1)
+        return grad_theta, None
 
 
 def canvas_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     """Where each pixel of a square ``size`` window reads its source: (N, size, size, 2), for theta (N, 2, 3).
 
     The same numbers as :func:`objectcentric.spatial.sampling_grid` (``F.affine_grid``
-    with ``align_corners=False``; the tests compare them), computed as one
-    multiply-add over rows: ``F.affine_grid`` multiplies an (N, size^2, 3)
-    base grid by theta, a batched product with an inner size of 3 that on a
-    CPU costs several times more. No checks, for the model's inner loop.
+    with ``align_corners=False``; the tests compare them and their
+    gradients), computed as one multiply-add over rows: ``F.affine_grid``
+    multiplies an (N, size^2, 3) base grid by theta, a batched product with an
+    inner size of 3 that on a CPU costs several times more. No checks, for
+    the model's inner loop.
     """
-    n = theta.shape[0]
-    base = pixel_centers(size).to(theta)
-    # Row i of the grid is column_terms + y_i * row_step, each (N, size * 2) with (x, y) interleaved.
-    column_terms = theta[:, None, :, 0] * base[None, :, None] + theta[:, None, :, 2]      # (N, size, 2)
-    row_step = theta[:, None, :, 1].expand(n, size, 2)
-    grid = torch.addcmul(column_terms.reshape(n, 1, 2 * size), base.view(1, size, 1),
-                         row_step.reshape(n, 1, 2 * size))
-    return grid.view(n, size, size, 2)
+    return _CanvasGrid.apply(theta, size)
 
 
 def paint_templates(templates: torch.Tensor, pose: torch.Tensor, canvas: int,
@@ -387,15 +424,19 @@ def part_log_likelihood(poses: torch.Tensor, presence: torch.Tensor, votes: torc
     terms over the components, without the dummy's column: which object
     explains which part.
     """
-    sq = ((poses.unsqueeze(1) - votes) ** 2).sum(-1)                              # (B, K, M)
-    d = poses.shape[-1]
-    log_normal = -0.5 * sq / scales ** 2 - d * torch.log(scales) - 0.5 * d * math.log(2 * math.pi)
-    b, _, m = vote_log_presence.shape
-    dummy = vote_log_presence.new_full((b, 1, m), 2 * DUMMY_LOG)
-    logits = torch.cat([vote_log_presence + log_normal, dummy], 1)                 # (B, K + 1, M)
-    per_part = torch.logsumexp(logits, 1)
-    posterior = torch.softmax(logits, 1)[:, :-1]
-    return (per_part * presence).sum(1), posterior
+    squared = ((poses.unsqueeze(1) - votes) ** 2).sum(-1)                         # (B, K, M)
+    return _part_log_likelihood(squared, poses.shape[-1], presence, vote_log_presence, scales, dim=1)
+
+
+def _part_log_likelihood(squared, dims: int, presence, vote_log_presence, scales, dim: int):
+    """:func:`part_log_likelihood` from the squared distances between poses and votes, objects along ``dim``."""
+    log_normal = -0.5 * squared / scales ** 2 - dims * torch.log(scales) - 0.5 * dims * math.log(2 * math.pi)
+    logits = vote_log_presence + log_normal
+    dummy = logits.new_full((1,), 2 * DUMMY_LOG).expand(*logits.shape[:dim], 1, *logits.shape[dim + 1:])
+    logits = torch.cat([logits, dummy], dim)                                        # K + 1 components
+    per_part = torch.logsumexp(logits, dim)                                         # (B, M)
+    posterior = torch.softmax(logits, dim).narrow(dim, 0, logits.shape[dim] - 1)
+    return (per_part * presence).sum(-1), posterior
 
 
 def _entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
@@ -609,10 +650,11 @@ class SetTransformer(nn.Module):
 
 @dataclass
 class ObjectVotes:
-    """What the object capsules say, capsule-major as computed: K objects, B examples, M parts.
+    """What the object capsules say, object-major as computed: K objects, B examples, M parts.
 
-    ``ov`` (K, B, 2, 3) object-to-viewer maps; ``votes`` (K, B, M, 2, 3) the
-    predicted part poses OV . OP; ``log_presence`` (K, B, 1) and
+    ``ov`` (K, B, 2, 3) object-to-viewer maps; ``votes`` (6, K, B, M) the
+    predicted part poses OV . OP, entry by entry (the six entries of each
+    2 x 3 map, row by row, first); ``log_presence`` (K, B, 1) and
     ``vote_log_presence`` (K, B, M) the log presences of objects and of their
     votes (noise included); ``scales`` (K, B, M) the votes' standard
     deviations; ``dynamic_l2`` the penalty on the input-dependent OP part.
@@ -638,7 +680,7 @@ class ObjectCapsules(nn.Module):
         self.params1 = ReplicaLinear(k, c.set_output, c.object_hidden)
         self.params2 = ReplicaLinear(k, c.object_hidden, c.object_params)
         self.out1 = ReplicaLinear(k, c.object_params + 1, c.object_hidden)
-        self.sizes = (m * 6, 6, 1, m, m)  # OP dynamic, OV, presence logit, vote presence logits, vote scales
+        self.sizes = (6 * m, 6, 1, m, m)  # OP dynamic, OV, presence logit, vote presence logits, vote scales
         # The last layer has no bias, so that the static OP is the only constant part of OP.
         std = 1.0 / math.sqrt(c.object_hidden)
         self.out2 = nn.Parameter(nn.init.trunc_normal_(torch.empty(k, c.object_hidden, sum(self.sizes)),
@@ -647,7 +689,8 @@ class ObjectCapsules(nn.Module):
         self.presence_bias = nn.Parameter(torch.zeros(k, 1, 1))
         self.vote_presence_bias = nn.Parameter(torch.zeros(k, 1, m))
         self.scale_bias = nn.Parameter(torch.zeros(k, 1, m))
-        self.op_static = nn.Parameter(_glorot(1, k, m, 6)[0].unsqueeze(1))            # (K, 1, M, 6)
+        # OP parameters are stored number by number: (K, 1, 6, M), the six raw numbers of each part's OP.
+        self.op_static = nn.Parameter(_glorot(1, k, m, 6)[0].transpose(1, 2).unsqueeze(1).contiguous())
         self.noise = c.object_noise
 
     def forward(self, features: torch.Tensor, noise: bool) -> ObjectVotes:
@@ -657,19 +700,19 @@ class ObjectCapsules(nn.Module):
         out = torch.bmm(F.relu(self.out1(h)), self.out2)
         op_dynamic, ov, pres_logit, vote_logit, scale = out.split(self.sizes, -1)
         k, b = out.shape[:2]
-        op_dynamic = op_dynamic.view(k, b, self.n_parts, 6)
+        op_dynamic = op_dynamic.view(k, b, 6, self.n_parts)
         ov, pres_logit = ov + self.ov_bias, pres_logit + self.presence_bias
         vote_logit, scale = vote_logit + self.vote_presence_bias, scale + self.scale_bias
         if noise and self.noise:
             pres_logit = pres_logit + (torch.rand_like(pres_logit) - 0.5) * self.noise
             vote_logit = vote_logit + (torch.rand_like(vote_logit) - 0.5) * self.noise
-        ov = geometric_transform(ov)                                                    # (K, B, 2, 3)
-        op = geometric_transform(op_dynamic + self.op_static)                           # (K, B, M, 2, 3)
-        m = self.n_parts
-        votes = compose_affine(ov.unsqueeze(2).expand(k, b, m, 2, 3).reshape(-1, 2, 3), op.reshape(-1, 2, 3))
+        ov_planes = _transform_planes(ov.unsqueeze(-1).unbind(-2))                      # six (K, B, 1)
+        op_planes = _transform_planes((op_dynamic + self.op_static).unbind(2))          # six (K, B, M)
         log_presence = F.logsigmoid(pres_logit)
         return ObjectVotes(
-            ov=ov, votes=votes.view(k, b, m, 2, 3), log_presence=log_presence,
+            ov=torch.cat(ov_planes, -1).unflatten(-1, (2, 3)),
+            votes=torch.stack(_compose_planes(ov_planes, op_planes)),
+            log_presence=log_presence,
             vote_log_presence=log_presence + F.logsigmoid(vote_logit),
             scales=F.softplus(scale + 0.5) + 1e-2,
             dynamic_l2=0.5 * op_dynamic.pow(2).sum() / b)
@@ -765,11 +808,13 @@ class SCAE(nn.Module):
                                 templates.detach().reshape(b, m, -1)], -1)
         features = self.set_transformer(part_input, presence.detach())
         out = self.objects(features, noise)
-        votes = out.votes.transpose(0, 1)                                             # (B, K, M, 2, 3)
-        vote_log_presence = out.vote_log_presence.transpose(0, 1)                      # (B, K, M)
-        caps_ll, posterior = part_log_likelihood(flat_pose, presence.detach(), votes.reshape(b, -1, m, 6),
-                                                 vote_log_presence, out.scales.transpose(0, 1))
-        vote_presence = vote_log_presence.exp()
+        target = flat_pose.permute(2, 0, 1)                                           # (6, B, M)
+        squared = ((target.unsqueeze(1) - out.votes) ** 2).sum(0)                      # (K, B, M)
+        caps_ll, posterior = _part_log_likelihood(squared, 6, presence.detach(), out.vote_log_presence,
+                                                  out.scales, dim=0)
+        posterior = posterior.transpose(0, 1)                                         # (B, K, M)
+        vote_presence = out.vote_log_presence.exp().transpose(0, 1)
+        votes = out.votes.permute(2, 1, 3, 0).unflatten(-1, (2, 3))                   # (B, K, M, 2, 3), a view
         return SCAETrace(
             part_pose=pose, part_presence=presence, presence_logit=presence_logit, special=special,
             templates=templates, painted=painted, rec_ll=rec_ll, object_presence=vote_presence.amax(2),

@@ -344,3 +344,23 @@ def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, m
     assert entry["seed"] in (0, 1) and 0 <= entry["metrics"]["train_accuracy"] <= 1
     model = DVAEST(**read_checkpoint(tmp_path / "ckpt" / "dvae_st_fullmnist.pt")["model_config"])
     checkpoints.load_shipped("dvae_st_fullmnist.pt", model, tmp_path / "ckpt")
+
+
+def test_float64_images_are_converted_and_an_empty_batch_is_refused(images):
+    model = tiny(DVAE)
+    assert torch.equal(model.neg_elbo(images.double()), model.neg_elbo(images))
+    assert model.batch(images.half()).dtype == torch.float32
+    with pytest.raises(ValueError, match="got an empty batch"):
+        model.loss(images[:0])
+    with pytest.raises(ValueError, match="got an empty batch"):
+        model.encode(torch.rand(2, 0, *SHAPE))  # per replica
+
+
+def test_neg_elbo_enumerates_the_classes_exactly(images):
+    model = tiny(DVAE, k=4)
+    x = model.batch(images)
+    logits, cost = model.encoder(x), model.reconstruction_cost(x)
+    eye = torch.eye(4)
+    costs = torch.stack([cost(eye[k].expand(2 * 5, 4)).view(2, 5) for k in range(4)], -1)
+    expected = (logits.softmax(-1) * costs).sum(-1) + model.kl_categorical(logits)
+    assert torch.allclose(model.neg_elbo(images), expected)

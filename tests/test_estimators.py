@@ -18,6 +18,7 @@ from objectcentric.estimators import (
     REINFORCE,
     bernoulli_logits,
     conditional_gumbel,
+    exact_expectation,
     exact_gradient,
     gumbel,
     make_estimator,
@@ -397,3 +398,32 @@ def test_score_term_for_costs_computed_after_a_rollout_is_unbiased():
     assert z_scores(samples, exact).abs().max() < 3
     with pytest.raises(ValueError, match="shaped \\(batch,\\)"):
         estimator.score_term(torch.zeros(4, 2), torch.zeros(4))
+
+
+def test_exact_expectation_weights_the_cost_of_each_class_by_its_probability():
+    logits = torch.tensor([[0.2, -0.1, 0.5], [1.0, 0.0, -1.0]], requires_grad=True)
+    expected = exact_expectation(logits, categorical_cost)
+    by_hand = sum(logits.softmax(-1)[:, k] * categorical_cost(torch.eye(3)[k].expand(2, 3)) for k in range(3))
+    assert expected.shape == (2,) and torch.allclose(expected, by_hand)
+    (grad,) = torch.autograd.grad(expected.sum(), logits)
+    assert torch.allclose(grad, exact_gradient(logits, categorical_cost))
+    stacked = exact_expectation(logits.detach().expand(4, 2, 3), categorical_cost)  # leading dims kept
+    assert stacked.shape == (4, 2) and torch.allclose(stacked, expected.detach().expand(4, 2))
+    with pytest.raises(ValueError, match="one number per sample"):
+        exact_expectation(logits, lambda b: b.sum())
+
+
+def test_categorical_vae_takes_float64_images_and_refuses_an_empty_batch():
+    from objectcentric.models.categorical_vae import CategoricalVAE
+
+    torch.manual_seed(0)
+    model = CategoricalVAE(num_classes=4, hidden_dims=(8,), image_shape=(1, 4, 4), estimator="exact")
+    x = torch.bernoulli(torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(model.exact_neg_elbo(x.double()), model.exact_neg_elbo(x))
+    assert torch.equal(model.loss(x.double())["loss"], model.loss(x)["loss"])
+    assert model.encode(x.half()).dtype == torch.float32
+    logits, cost = model.encode(x), model.reconstruction_cost(x)
+    costs = torch.stack([cost(torch.eye(4)[k].expand(6, 4)) for k in range(4)], -1)
+    assert torch.allclose(model.exact_neg_elbo(x), (logits.softmax(-1) * costs).sum(-1) + model.kl(logits))
+    with pytest.raises(ValueError, match="got an empty batch"):
+        model.loss(x[:0])

@@ -317,7 +317,7 @@ def test_splits_pass_options_and_refuse_the_ones_they_set(fake_mnist):
 
 # --- bad input -------------------------------------------------------------------------------
 @pytest.mark.parametrize("change, match", [
-    (dict(digits=DIGITS[:, 0]), r"\(M, 1, height, width\)"),
+    (dict(digits=DIGITS[:, 0]), r"\(batch, 1, height, width\).*load_mnist"),
     (dict(digits=(DIGITS * 255).to(torch.uint8)), "floating point"),
     (dict(digits=DIGITS * 2), r"\[0, 1\]"),
     (dict(digits=DIGITS[:0], labels=LABELS[:0]), "empty"),
@@ -362,3 +362,9 @@ def test_the_correlation_check_catches_the_seed_000_bug():
     r = torch.corrcoef(buggy.T.double())[0, 1].item()
     assert math.isclose(r, 1.0, rel_tol=1e-9)
     assert abs(torch.corrcoef(c.T.double())[0, 1].item()) < 0.1
+
+
+def test_float64_digits_are_accepted_as_float32():
+    data = make_multi_mnist(DIGITS.double(), LABELS, 20, seed=3)
+    assert data.images.dtype == torch.float32
+    assert torch.equal(data.images, make_multi_mnist(DIGITS, LABELS, 20, seed=3).images)

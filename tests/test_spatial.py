@@ -215,3 +215,14 @@ def test_batch_items_are_independent_and_singletons_broadcast():
 def test_bad_input_is_refused_with_a_clear_message(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_images_keep_their_float_dtype_and_an_empty_batch_is_refused():
+    image = smooth_images(2).double()
+    assert crop(image, IDENTITY, 8).dtype == torch.float64  # spatial is dtype-generic (gradcheck in float64)
+    assert torch.allclose(crop(image, IDENTITY, 28), image)
+    assert crop(image * 5 - 2, IDENTITY, 8).shape == (2, 1, 8, 8)  # any range: not only pixels in [0, 1]
+    with pytest.raises(ValueError, match="got an empty batch"):
+        crop(torch.rand(0, 1, 8, 8), IDENTITY, 4)
+    with pytest.raises(ValueError, match="must not be empty"):
+        crop(torch.rand(1, 1, 0, 8), IDENTITY, 4)

@@ -71,3 +71,18 @@ def test_samples_and_reconstructions_are_probabilities(tiny_vae, tiny_images):
     for images in (tiny_vae.sample(5), tiny_vae.reconstruct(tiny_images)):
         assert images.min() >= 0 and images.max() <= 1
     assert tiny_vae.sample(5).shape == (5, 1, 4, 4)
+
+
+def test_float64_and_float16_images_are_converted_to_the_models_float32(tiny_vae, tiny_images):
+    torch.manual_seed(0)
+    expected = tiny_vae.loss(tiny_images)["loss"]
+    torch.manual_seed(0)
+    assert torch.equal(tiny_vae.loss(tiny_images.double())["loss"], expected)  # float32 -> float64 is exact
+    assert tiny_vae.encode(tiny_images.half()).loc.dtype == torch.float32
+
+
+def test_an_empty_batch_is_refused_instead_of_giving_nan(tiny_vae):
+    with pytest.raises(ValueError, match="got an empty batch"):
+        tiny_vae.loss(torch.rand(0, 1, 4, 4))
+    with pytest.raises(ValueError, match="got an empty batch"):
+        tiny_vae.encode(torch.rand(0, 16))

@@ -33,6 +33,7 @@ def test_to_png_gray_and_rgb_sizes_and_values():
     (np.full((4, 4), -0.2), r"\[0, 1\]"),
     (np.full((4, 4), np.nan), r"\[0, 1\]"),
     (np.zeros((2, 4, 4)), "shape"),
+    (np.zeros((0, 4)), "must not be empty"),
 ])
 def test_to_png_rejects_bad_images(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -150,3 +151,24 @@ def test_frame_table_links_both_sliders_to_the_frames():
     assert outer.selected_index == 0 and rows.index == 0 and columns.index == 0
     with pytest.raises(ValueError, match="2 rows of 3 frames"):
         frame_table(frames[:1], ["a", "b"], [1, 2, 3])
+
+
+def test_to_png_takes_any_float_dtype_and_tolerates_sigmoid_round_off():
+    image = np.linspace(0, 1, 12).reshape(3, 4)
+    expected = png_array(to_png(image, scale=1))
+    assert np.array_equal(png_array(to_png(image.astype(np.float32), scale=1)), expected)
+    assert np.array_equal(png_array(to_png(torch.tensor(image, dtype=torch.float16), scale=1)), expected)
+    assert png_array(to_png(np.full((2, 2), 1 + 1e-6), scale=1)).min() == 255  # clipped, not refused
+
+
+def test_linked_stack_shows_the_frame_its_control_selects_in_the_browser():
+    from objectcentric.widgets import _linked_stack
+
+    control = widgets.ToggleButtons(options=["a", "b", "c"])
+    children = [widgets.HTML(str(k)) for k in range(3)]
+    links = [None]
+    stack = _linked_stack(children, control, links, selected_index=1, css_class="oc-frames")
+    assert isinstance(stack, widgets.Stack) and list(stack.children) == children
+    assert stack.selected_index == 1 and "oc-frames" in stack._dom_classes
+    assert len(links) == 2 and isinstance(links[1], Link)
+    assert links[1].source == (control, "index") and links[1].target == (stack, "selected_index")

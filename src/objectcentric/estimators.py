@@ -53,7 +53,8 @@ drawn and costs computed elsewhere.
 
 ``gradient_samples(logits, f)`` returns one gradient estimate per row at
 fixed parameters (what the unbiasedness tests and variance plots use), and
-``exact_gradient(logits, f)`` the true gradient by enumeration.
+``exact_gradient(logits, f)`` the true gradient by enumeration
+(``exact_expectation(logits, f)`` the expected cost itself).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ __all__ = [
     "bernoulli_logits",
     "check_logits",
     "conditional_gumbel",
+    "exact_expectation",
     "exact_gradient",
     "gumbel",
     "make_estimator",
@@ -257,12 +259,26 @@ class Exact(Estimator):
     name = "exact"
 
     def _estimate(self, logits, f, x, group):
-        batch, k = logits.shape
-        probs = logits.softmax(-1)
-        eye = torch.eye(k, dtype=logits.dtype, device=logits.device)
-        costs = torch.stack([_cost(f, eye[j].expand(batch, k)) for j in range(k)], dim=-1)  # (B, K)
-        expected = (probs * costs).sum(-1)
-        return EstimatorOutput(expected, expected.detach(), probs.detach(), self._zero(logits))
+        expected = exact_expectation(logits, f)
+        return EstimatorOutput(expected, expected.detach(), logits.softmax(-1).detach(), self._zero(logits))
+
+
+def exact_expectation(logits: torch.Tensor, f: CostFn) -> torch.Tensor:
+    """E_{b ~ softmax(logits)}[f(b)] = Σ_k p_k f(e_k), exactly, by calling f at each of the K one-hot classes.
+
+    ``logits`` (..., K) are unnormalised log-probabilities; leading dimensions
+    are flattened to N rows (row-major, as ``logits.reshape(-1, K)``) before
+    ``f`` is called, K times, on one-hot batches (N, K) of ``logits``' dtype
+    and device; ``f`` must return one cost per row, (N,). Returns the expected
+    cost shaped ``logits.shape[:-1]``, differentiable in ``logits`` and in
+    whatever ``f`` depends on. Costs K evaluations of f: the reference for
+    small K (:class:`Exact`) and the models' exact ELBOs (Chapters 3 and 5).
+    """
+    k = logits.shape[-1]
+    flat = logits.reshape(-1, k)
+    eye = torch.eye(k, dtype=logits.dtype, device=logits.device)
+    costs = torch.stack([_cost(f, eye[j].expand(flat.shape[0], k)) for j in range(k)], dim=-1)  # (N, K)
+    return (flat.softmax(-1) * costs).sum(-1).view(logits.shape[:-1])
 
 
 def exact_gradient(logits: torch.Tensor, f: CostFn) -> torch.Tensor:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .checks import check_image_batch
+
 __all__ = [
     "affine_matrix",
     "where_to_theta",
@@ -75,21 +77,9 @@ def _check_theta(theta, name: str = "theta") -> torch.Tensor:
 
 
 def _check_images(images, name: str = "images") -> torch.Tensor:
-    """Return ``images`` as a floating (B, C, H, W) tensor with finite values."""
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor shaped (batch, channels, height, width), "
-                         f"got {type(images).__name__}")
-    if images.dim() != 4:
-        raise ValueError(f"{name} must be shaped (batch, channels, height, width), got "
-                         f"{tuple(images.shape)}; a single image needs x[None] (and a grey "
-                         "(H, W) image x[None, None])")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got dtype {images.dtype}; "
-                         "convert uint8 pixels with x.float() / 255")
-    if min(images.shape) == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(images.shape)}")
-    _check_finite(images, name)
-    return images
+    """Return ``images`` as a floating (B, C, H, W) tensor with finite values, of any range and float dtype."""
+    return check_image_batch(images, ("channels", "height", "width"), name, dtype=None, value_range=None,
+                             hint="a single image needs x[None] (and a grey (H, W) image x[None, None])")
 
 
 def _check_size(size, name: str = "size") -> tuple[int, int]:

@@ -38,20 +38,21 @@ def _as_numpy(x) -> np.ndarray:
 
 
 def _check_image(image, what: str = "image") -> np.ndarray:
-    """Return ``image`` as (H, W) or (H, W, 3) floats in [0, 1], or raise ValueError."""
+    """Return ``image`` as (H, W) or (H, W, 3) floats in [0, 1], or raise ValueError.
+
+    A (1, H, W) image (a conv decoder's single channel) loses its channel; the
+    checks are :func:`objectcentric.checks.check_image_batch`'s, for one image.
+    """
+    import torch  # here, so that the widgets module stays cheap to import
+
+    from .checks import check_image_batch
+
     arr = _as_numpy(image)
-    if arr.ndim == 3 and arr.shape[0] == 1:  # (1, H, W): a conv decoder's single channel
+    if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ValueError(f"{what} must have shape (H, W) or (H, W, 3), got {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{what} is empty (shape {arr.shape})")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} values must lie in [0, 1], got NaN or infinite values")
-    if arr.min() < -_TOLERANCE or arr.max() > 1 + _TOLERANCE:
-        raise ValueError(f"{what} values must lie in [0, 1] (got min {arr.min():.3g}, max "
-                         f"{arr.max():.3g}); apply a sigmoid or rescale first")
-    return np.clip(arr, 0.0, 1.0)
+    checked = check_image_batch(torch.as_tensor(np.ascontiguousarray(arr)), [("H", "W"), ("H", "W", 3)], what,
+                                dtype=None, tolerance=_TOLERANCE, batched=False)
+    return np.clip(checked.numpy(), 0.0, 1.0)
 
 
 def to_png(image, scale: int = 3) -> bytes:
@@ -67,6 +68,23 @@ def to_png(image, scale: int = 3) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(np.round(arr * 255).astype(np.uint8)).save(buffer, format="png")
     return buffer.getvalue()
+
+
+def _linked_stack(children, control, links: list, selected_index: int = 0,
+                  css_class: str | None = None) -> widgets.Stack:
+    """A ``Stack`` of precomputed ``children`` that shows the one ``control`` selects, in the browser too.
+
+    ``control`` is any widget with an integer ``index`` (a ``SelectionSlider``,
+    ``ToggleButtons``); the ``jslink`` from its ``index`` to the stack's
+    ``selected_index`` is appended to ``links``, so the pair works in a kernel
+    and in the static book alike. The stack starts at ``selected_index`` and
+    carries ``css_class`` if given.
+    """
+    stack = widgets.Stack(list(children), selected_index=selected_index)
+    if css_class:
+        stack.add_class(css_class)
+    links.append(widgets.jslink((control, "index"), (stack, "selected_index")))
+    return stack
 
 
 class FrameSlider(widgets.HBox):
@@ -108,8 +126,6 @@ def frame_slider(
     layout = widgets.Layout()
     images = [widgets.Image(value=to_png(f, scale), format="png", layout=layout) for f in frames]
     index = 0 if initial is None else int(np.argmin(np.abs(np.asarray(values) - float(initial))))
-    stack = widgets.Stack(children=images, selected_index=index)
-    stack.add_class("oc-frames")
     slider = widgets.SelectionSlider(
         options=[(format(v, readout_format), v) for v in values],
         index=index,
@@ -117,8 +133,9 @@ def frame_slider(
         style={"description_width": "initial"},
         layout=widgets.Layout(width="260px"),
     )
-    link = widgets.jslink((slider, "index"), (stack, "selected_index"))
-    box = FrameSlider(slider, stack, link, layout=widgets.Layout(align_items="center"))
+    links = []
+    stack = _linked_stack(images, slider, links, index, "oc-frames")
+    box = FrameSlider(slider, stack, links[0], layout=widgets.Layout(align_items="center"))
     box.add_class("oc-frame-slider")
     return box
 
@@ -269,17 +286,10 @@ def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Cal
 
     by_name, links = [], []
     for name in names:
-        by_temperature = []
-        for t in temperatures:
-            stack = widgets.Stack([image(frames[(name, t, n)]) for n in sample_sizes], selected_index=0)
-            links.append(widgets.jslink((n_samples, "index"), (stack, "selected_index")))
-            by_temperature.append(stack)
-        stack = widgets.Stack(by_temperature, selected_index=0)
-        links.append(widgets.jslink((temperature, "index"), (stack, "selected_index")))
-        by_name.append(stack)
-    top = widgets.Stack(by_name, selected_index=0)
-    top.add_class("oc-frames")
-    links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
+        by_temperature = [_linked_stack([image(frames[(name, t, n)]) for n in sample_sizes], n_samples, links)
+                          for t in temperatures]
+        by_name.append(_linked_stack(by_temperature, temperature, links))
+    top = _linked_stack(by_name, chooser, links, css_class="oc-frames")
     children = [chooser, widgets.HBox([temperature, n_samples]), top]
     redraw = None
     if resample is not None:
@@ -320,15 +330,10 @@ def frame_table(frames, row_values, column_values, row_description: str = "", co
                                        layout=widgets.Layout(width="320px"))
 
     rows, columns = slider(row_values, row_description), slider(column_values, column_description)
-    inner, links = [], []
-    for row in frames:
-        stack = widgets.Stack([widgets.Image(value=to_png(f, scale), format="png", layout=layout) for f in row],
-                              selected_index=0)
-        links.append(widgets.jslink((columns, "index"), (stack, "selected_index")))
-        inner.append(stack)
-    outer = widgets.Stack(inner, selected_index=0)
-    outer.add_class("oc-frames")
-    links.append(widgets.jslink((rows, "index"), (outer, "selected_index")))
+    links = []
+    inner = [_linked_stack([widgets.Image(value=to_png(f, scale), format="png", layout=layout) for f in row],
+                           columns, links) for row in frames]
+    outer = _linked_stack(inner, rows, links, css_class="oc-frames")
     box = widgets.VBox([rows, columns, outer])
     box.add_class(css_class)
     box.sliders, box.links = (rows, columns), links
@@ -403,19 +408,14 @@ def traversal_explorer(panels: Mapping, values, max_latents: int = 5, scale: int
                                              style={"description_width": "initial", "button_width": "80px"})
         beta = widgets.SelectionSlider(options=[(f"{b:g}", b) for b in betas], description=descriptions[2],
                                        style={"description_width": "initial"})
-        by_architecture = []
-        for a in architectures:
-            stack = widgets.Stack([_traversal_panel(*(panels[dataset][a][b] or (None, None)), values,
-                                                    max_latents, scale, grid_height, layouts) for b in betas],
-                                  selected_index=0)
-            links.append(widgets.jslink((beta, "index"), (stack, "selected_index")))
-            by_architecture.append(stack)
-        stack = widgets.Stack(by_architecture, selected_index=0)
-        links.append(widgets.jslink((architecture, "index"), (stack, "selected_index")))
+        by_architecture = [_linked_stack([_traversal_panel(*(panels[dataset][a][b] or (None, None)), values,
+                                                           max_latents, scale, grid_height, layouts)
+                                          for b in betas], beta, links)
+                           for a in architectures]
+        stack = _linked_stack(by_architecture, architecture, links)
         by_dataset.append(widgets.VBox([widgets.HBox([architecture, beta]), stack]))
         controls[dataset] = (architecture, beta)
-    top = widgets.Stack(by_dataset, selected_index=0)
-    links.append(widgets.jslink((chooser, "index"), (top, "selected_index")))
+    top = _linked_stack(by_dataset, chooser, links)
     box = widgets.VBox([chooser, top])
     box.add_class(css_class)
     box.dataset, box.controls, box.links = chooser, controls, links
@@ -450,8 +450,8 @@ def prototype_explorer(frames: Mapping, labels, values, render: Callable | None 
               for name in names]
     # A panel is HBox([grid, VBox([HBox([label, FrameSlider]), ...])]).
     sliders = [[row.children[1].slider for row in panel.children[1].children] for panel in panels]
-    top = widgets.Stack(panels, selected_index=0)
-    links = [widgets.jslink((chooser, "index"), (top, "selected_index"))]
+    links = []
+    top = _linked_stack(panels, chooser, links)
     header = [chooser]
     combined = None
     if render is not None:

@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from objectcentric.checks import check_image_batch
 from objectcentric.data.mnist import load_mnist
 
 __all__ = [
@@ -146,21 +147,8 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 
 def _check_digits(digits, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(digits, torch.Tensor):
-        raise ValueError(f"digits must be a torch.Tensor shaped (M, 1, 28, 28), got {type(digits).__name__}")
-    if digits.dim() != 4 or digits.shape[1] != 1:
-        raise ValueError(f"digits must be shaped (M, 1, height, width), e.g. load_mnist's "
-                         f"(M, 1, 28, 28), got {tuple(digits.shape)}")
-    if digits.shape[0] == 0 or min(digits.shape[2:]) == 0:
-        raise ValueError(f"digits must not be empty, got shape {tuple(digits.shape)}")
-    if not digits.is_floating_point():
-        raise ValueError(f"digits must be floating point in [0, 1], got dtype {digits.dtype}; "
-                         "convert uint8 pixels with x.float() / 255")
-    if not torch.isfinite(digits).all():
-        raise ValueError("digits contain NaN or infinite values")
-    if digits.min() < 0 or digits.max() > 1:
-        raise ValueError(f"digits must have values in [0, 1], got min {digits.min().item():.3g} "
-                         f"and max {digits.max().item():.3g}; rescale 0..255 pixels with x / 255")
+    digits = check_image_batch(digits, (1, "height", "width"), "digits",
+                               hint="e.g. load_mnist's (M, 1, 28, 28)")
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"labels must be a torch.Tensor shaped (M,), got {type(labels).__name__}")
     if labels.dim() != 1 or labels.shape[0] != digits.shape[0]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_image_batch
-from ..estimators import make_estimator
+from ..estimators import exact_expectation, make_estimator
 from ..modules import mlp
 
 
@@ -43,9 +43,13 @@ class CategoricalVAE(nn.Module):
         self.estimator = make_estimator(estimator, self.num_classes, temperature=temperature,
                                         in_features=n_pixels if reads_x else 0)
 
+    def _images(self, x) -> torch.Tensor:
+        """``x`` checked by :func:`check_image_batch`, in the model's dtype."""
+        return check_image_batch(x, self.image_shape, dtype=self.encoder[0].weight.dtype)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(b | x), shape (B, K)."""
-        return self.encoder(check_image_batch(x, self.image_shape).flatten(1))
+        return self.encoder(self._images(x).flatten(1))
 
     def decode(self, b: torch.Tensor) -> torch.Tensor:
         """Pixel logits of p(x | b) for one-hot or relaxed classes b (..., K), shaped like images."""
@@ -71,7 +75,7 @@ class CategoricalVAE(nn.Module):
         ``reconstruction`` is the cost at the sampled class (the relaxed one for
         CONCRETE); ``exact_neg_elbo`` sums over all K classes instead.
         """
-        x = check_image_batch(x, self.image_shape)
+        x = self._images(x)
         logits = self.encoder(x.flatten(1))
         out = self.estimator(logits, self.reconstruction_cost(x), x=x)
         kl = self.kl(logits)
@@ -86,12 +90,9 @@ class CategoricalVAE(nn.Module):
     @torch.no_grad()
     def exact_neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """-ELBO per image with the expectation over q(b | x) done exactly (K decoder calls)."""
-        x = check_image_batch(x, self.image_shape)
+        x = self._images(x)
         logits = self.encoder(x.flatten(1))
-        cost = self.reconstruction_cost(x)
-        eye = torch.eye(self.num_classes, device=x.device, dtype=x.dtype)
-        costs = torch.stack([cost(eye[k].expand(len(x), -1)) for k in range(self.num_classes)], -1)
-        return (logits.softmax(-1) * costs).sum(-1) + self.kl(logits)
+        return exact_expectation(logits, self.reconstruction_cost(x)) + self.kl(logits)
 
     @torch.no_grad()
     def prototypes(self) -> torch.Tensor:

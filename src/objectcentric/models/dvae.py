@@ -49,7 +49,7 @@ from torch import nn
 
 from .. import spatial
 from ..checks import check_image_batch
-from ..estimators import make_estimator
+from ..estimators import exact_expectation, make_estimator
 from ..modules import ReplicaLinear, replica_mlp
 
 PIXEL_VARIANCE = 0.15
@@ -114,15 +114,16 @@ class DVAE(nn.Module):
     # --- inputs -------------------------------------------------------------------------------
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         """Images as (R, B, pixels): a batch (B, ...) is shared by all replicas, (R, B, ...) gives each its own."""
+        dtype = self.encoder[0].weight.dtype  # float64 or float16 images are converted to the model's dtype
         per_replica = isinstance(x, torch.Tensor) and (
             x.dim() == len(self.image_shape) + 2 or (x.dim() == 3 and x.shape[-1] == self.n_pixels))
         if per_replica:
             if x.shape[0] != self.replicas:
                 raise ValueError(f"a per-replica batch must be shaped ({self.replicas}, batch, ...), one batch "
                                  f"per replica; got {tuple(x.shape)}")
-            flat = check_image_batch(x.flatten(0, 1), self.image_shape).flatten(1)
+            flat = check_image_batch(x.flatten(0, 1), self.image_shape, dtype=dtype).flatten(1)
             return flat.view(self.replicas, x.shape[1], self.n_pixels)
-        flat = check_image_batch(x, self.image_shape).flatten(1)
+        flat = check_image_batch(x, self.image_shape, dtype=dtype).flatten(1)
         return flat.unsqueeze(0).expand(self.replicas, *flat.shape)
 
     def _groups(self, batch: int, device) -> torch.Tensor | None:
@@ -251,13 +252,9 @@ class DVAE(nn.Module):
     def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """-ELBO per image (R, B), with the expectation over the K classes done exactly (theta: one sample)."""
         x = self.batch(x)
-        r, batch, _ = x.shape
         logits = self.encoder(x)
         taps, kl_transform = self.sample_transform(x)
-        cost = self.reconstruction_cost(x, taps)
-        eye = torch.eye(self.num_classes, device=x.device, dtype=x.dtype)
-        costs = torch.stack([cost(eye[k].expand(r * batch, -1)) for k in range(self.num_classes)], -1)
-        expected = (logits.softmax(-1) * costs.view(r, batch, -1)).sum(-1)
+        expected = exact_expectation(logits, self.reconstruction_cost(x, taps))  # (R, B)
         return expected + self.kl_categorical(logits) + kl_transform
 
     def transform_matrix(self, x: torch.Tensor) -> torch.Tensor:

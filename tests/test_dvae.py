@@ -1,18 +1,26 @@
-"""D-VAE and D-VAE-ST (Chapter 5): shapes, every estimator, one transformation per estimate, replicas, surgery."""
+"""D-VAE and D-VAE-ST (Chapter 5): the model (shapes, every estimator, one transformation per estimate, replicas,
+surgery), the recipe, the recorded experiment on the runner (quick sweep, collect, the ELBO's pick), the shipped model."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from objectcentric import spatial
-from objectcentric.checkpoints import load_model_state, read_checkpoint
+from objectcentric import runner, spatial
+from objectcentric.checkpoints import load_shipped, read_checkpoint, read_manifest
 from objectcentric.cli import main
+from objectcentric.data.single_object import DATASETS
 from objectcentric.estimators import ESTIMATORS
 from objectcentric.experiments import dvae as recipe
-from objectcentric.models.dvae import DVAE, DVAEST
+from objectcentric.experiments.dvae import DVAERecipe
+from objectcentric.models.dvae import DVAE, DVAEST, DVAEConfig, DVAESTConfig
+from objectcentric.recipes import RecipeError, from_settings, recipe_class
+from objectcentric.records import read_results
+from objectcentric.runner import EXPERIMENTS, Outputs, load_run, read_record, sweep
 
 SHAPE = (1, 8, 8)
 
@@ -114,7 +122,7 @@ def test_replicas_are_independent_and_seeded_alone(images):
         grads.append(pair.encoder[0].weight.grad[0].clone())
     assert torch.allclose(grads[0], grads[1])  # replica 0 does not see replica 1's images
     single = pair.replica(1)
-    assert single.config["replicas"] == 1
+    assert single.config.replicas == 1 and single.config.num_classes == 3
     assert torch.allclose(single.encode(images)[0], pair.encode(images)[1])
 
 
@@ -190,38 +198,212 @@ def test_sample_bilinear_is_grid_sample_and_twice_differentiable():
     assert torch.isfinite(second).all() and second.abs().sum() > 0
 
 
-def test_cli_quick_run_writes_results_prototypes_and_a_loadable_best_seed(tmp_path):
-    main(["train", "dvae", "--quick", "--dataset", "SimplifiedMNIST", "--seeds", "0-1", "--out", str(tmp_path),
-          "--device", "cpu", "--save-best"])
-    stem = "dvae_st-SimplifiedMNIST-exact-k3-robust-seeds0-1"
-    record = json.loads((tmp_path / f"{stem}.json").read_text())
-    for key in ("command", "commit", "device", "seed", "wall_time_s", "date"):
-        assert key in record["provenance"]
-    report = record["report"]
-    assert report["quick"] and report["seeds"] == [0, 1] and report["epochs_done"] == 3
-    for split in ("train", "test"):
-        assert len(report[split]["accuracy"]) == 2 and all(0 <= a <= 1 for a in report[split]["accuracy"])
-    rows = recipe.merge_reports([report])["runs"]
-    assert [r["split"] for r in rows] == ["train", "test"] and rows[0]["accuracy_by_seed"] == [
-        round(a, 5) for a in report["train"]["accuracy"]]
-    assert set(rows[0]) >= {"model", "dataset", "estimator", "k", "split", "accuracy_by_seed", "best", "worst",
-                            "mean", "seconds_per_epoch"}
-    payload = read_checkpoint(tmp_path / f"{stem}-best.pt")
+# --- the model's settings and the shipped checkpoint --------------------------------------------------
+def test_the_settings_are_a_dataclass_with_the_recorded_field_names():
+    payload = read_checkpoint(Path(__file__).parents[1] / "checkpoints" / "dvae_st_fullmnist.pt")
+    assert [f.name for f in dataclasses.fields(DVAESTConfig)] == list(payload["model_config"])
+    assert set(f.name for f in dataclasses.fields(DVAEConfig)) == set(payload["model_config"]) - {
+        "transform_prior_variance", "transform_hidden"}
+    assert DVAE(num_classes=4).config == DVAEConfig(num_classes=4)
+    assert DVAEST(DVAESTConfig(transform_hidden=(8,))).transformer[0].weight.shape[-1] == 8
+    with pytest.raises(TypeError, match="DVAESTConfig"):
+        DVAEST(DVAEConfig())
+    with pytest.raises(TypeError, match="not both"):
+        DVAE(DVAEConfig(), num_classes=3)
+
+
+def test_the_shipped_checkpoint_loads_through_the_recipe_and_from_its_config():
+    recipe_ = DVAERecipe()
+    assert recipe_.shipped_name() == "dvae_st_fullmnist.pt"
+    run = runner.load_or_train(recipe_, "read", device="cpu")
+    assert run.record["loaded"] and isinstance(run.model, DVAEST) and run.model.replicas == 1
+    payload = read_checkpoint(Path(__file__).parents[1] / "checkpoints" / "dvae_st_fullmnist.pt")
     model = DVAEST(**payload["model_config"])
-    load_model_state(tmp_path / f"{stem}-best.pt", model, payload)
-    assert model.replicas == 1 and payload["train_config"]["seed"] in (0, 1)
+    load_shipped("dvae_st_fullmnist.pt", model)
+    for a, b in zip(model.parameters(), run.model.parameters()):
+        assert torch.equal(a, b)
 
 
-def test_a_missing_dataset_is_recorded_as_skipped(tmp_path, monkeypatch):
-    from objectcentric.data.mnist import DatasetUnavailableError
+# --- the recipe ------------------------------------------------------------------------------------------
+def test_the_recipe_is_registered_with_its_choices_from_the_code():
+    assert recipe_class("dvae") is DVAERecipe and DVAERecipe.chapter == "5"
+    assert DVAERecipe.CHOICES == {"kind": tuple(recipe.MODELS), "dataset": DATASETS,
+                                  "estimator": tuple(ESTIMATORS), "variant": tuple(recipe.VARIANTS)}
+    full = DVAERecipe()
+    assert (full.kind, full.dataset, full.estimator, full.k, full.variant) == recipe.MAIN
+    assert (full.epochs, full.batch_size, full.lr, full.weight_decay, full.n_train, full.n_monitor) == (
+        60, 1000, 5e-4, 1e-6, None, 10_000)
+    for field, bad in (("variant", "best"), ("kind", "vae"), ("dataset", "CIFAR"), ("estimator", "magic"),
+                       ("k", 1), ("n_monitor", 0)):
+        with pytest.raises(RecipeError, match=field):
+            DVAERecipe(**{field: bad})
 
-    def unavailable(*args, **kwargs):
-        raise DatasetUnavailableError("EMNIST Letters is not available (test)")
 
-    monkeypatch.setattr(recipe, "train_dvae", unavailable)
-    written = recipe.run_job("dvae_st", "Letters", "exact", None, [0], "robust", tmp_path, device="cpu")
-    record = json.loads(written["json"].read_text())
-    assert record["skipped"].startswith("EMNIST Letters is not available") and record["k"] == 26
+def test_quick_derivation_k_from_the_dataset_and_what_is_shipped():
+    quick = DVAERecipe().at_scale("quick")
+    assert quick.quick and {k: getattr(quick, k) for k in DVAERecipe.QUICK} == DVAERecipe.QUICK
+    assert quick.weight_decay == 1e-6 and quick.shipped_name() == "dvae_st_fullmnist.pt"
+    simple = DVAERecipe(kind="dvae", dataset="SimplifiedMNIST")
+    assert simple.k == 3 and simple.shipped_name() is None and simple.run_name(2) == (
+        "dvae_datasetSimplifiedMNIST_k3_kinddvae_seed2")
+    assert from_settings("dvae", simple.settings()) == simple
+    assert DVAERecipe(variant="thesis").build_model().marginal_weight == 0.0
+    assert DVAERecipe().build_model().marginal_weight == recipe.MARGINAL_WEIGHT
+    assert all(DVAERecipe(**{f: v}).shipped_name() is None for f, v in (("k", 11), ("estimator", "relax"),
+                                                                           ("variant", "split"), ("kind", "dvae")))
+
+
+def test_kmeans_start_is_the_initialize_hook():
+    quick = DVAERecipe(variant="kmeans").at_scale("quick")
+    data = quick.train_data()
+    model = quick.build_model()
+    quick.initialize(model, data, seed=0)
+    prototypes = model.prototype_means()[0]
+    distance = torch.cdist(prototypes, data.tensors[0]).min(1).values
+    assert distance.max() < 1e-2  # every prototype is one of the training images
+    untouched = DVAERecipe().at_scale("quick").build_model()
+    before = untouched.prototype_means().clone()
+    DVAERecipe().at_scale("quick").initialize(untouched, data, seed=0)
+    assert torch.equal(before, untouched.prototype_means())
+
+
+def test_split_rebalance_is_the_end_of_epoch_hook():
+    quick = dataclasses.replace(DVAERecipe(variant="split").at_scale("quick"), epochs=10)  # splits up to epoch 6
+    assert quick.setup["split_every"] == 2 and quick.setup["split_until"] == 0.6
+    model = quick.build_model()
+    optimizer = quick.optimizer(model)
+    with torch.no_grad():  # everything in class 1: the lopsided start the surgery undoes
+        model.encoder[-1].bias[0, 0].copy_(torch.tensor([0.0, 50.0] + [0.0] * 8))
+    quick.end_of_epoch(model, optimizer, epoch=1, seed=0)  # not an epoch to split at
+    assert not getattr(model, "splits", [])
+    quick.end_of_epoch(model, optimizer, epoch=2, seed=0)
+    assert model.splits == [{"epoch": 2, "seed": 0, "source": 1, "target": model.splits[0]["target"]}]
+    assert quick.evaluator()(model)["splits"] == 1.0
+    quick.end_of_epoch(model, optimizer, epoch=8, seed=0)  # past split_until: no more surgery
+    assert len(model.splits) == 1
+    robust = DVAERecipe().at_scale("quick")
+    plain = robust.build_model()
+    robust.end_of_epoch(plain, robust.optimizer(plain), epoch=2, seed=0)
+    assert not getattr(plain, "splits", [])
+
+
+def test_the_elbo_picks_the_run_with_the_lowest_training_neg_elbo_not_the_best_accuracy():
+    reports = [{"train": {"neg_elbo": [70.0], "accuracy": [0.95]}},
+               {"train": {"neg_elbo": [62.5], "accuracy": [0.90]}},
+               {"train": {"neg_elbo": [64.0], "accuracy": [0.97]}}]
+    assert recipe.pick_by_elbo(reports) == 1
+
+
+def test_one_cli_run_is_one_seed_and_stops_at_its_step_budget(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "dvae", "--quick", "--dataset", "SimplifiedMNIST", "--kind", "dvae", "--seed", "3",
+              "--max-steps", "2", "--run-dir", str(tmp_path), "--device", "cpu"])
+    assert exit_.value.code == 0
+    record = read_record(tmp_path)
+    assert record["status"] == "stopped" and record["steps"] == 2 and record["seed"] == 3
+    assert record["settings"]["k"] == 3 and record["settings"]["quick"]
+    recipe_, model, _ = load_run(tmp_path)
+    assert recipe_.dataset == "SimplifiedMNIST" and isinstance(model, DVAE) and model.replicas == 1
+
+
+# --- the recorded experiment on the runner -----------------------------------------------------------------
+def test_the_full_jobs_are_the_recorded_configurations_and_seeds():
+    jobs = recipe.experiment_jobs("full")
+    assert EXPERIMENTS["dvae"] is recipe.EXPERIMENT and len({job.key for job in jobs}) == len(jobs)
+    planned = {}
+    for job in jobs:
+        planned.setdefault(job.recipe.configuration(), []).append(job.seed)
+        assert not job.recipe.quick and job.recipe.batch_size == 1000
+    recorded = read_results("dvae")
+    for row in recorded["runs"]:
+        configuration = (row["model"], row["dataset"], row["estimator"], row["k"], row["variant"])
+        assert planned[configuration] == row["seeds"], configuration
+        epochs = next(j.recipe.epochs for j in jobs if j.recipe.configuration() == configuration)
+        assert epochs == max(row["epochs"]), configuration
+    skipped = {(s["model"], s["dataset"], s["k"]) for s in recorded["skipped"]}
+    assert skipped <= {(c[0], c[1], c[3]) for c in planned}
+    assert jobs[0].recipe.configuration() == recipe.MAIN
+    assert all(job.recipe.quick for job in recipe.experiment_jobs("quick"))
+
+
+@pytest.fixture(scope="module")
+def quick_experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dvae")
+    outputs = Outputs(runs=root / "runs", results=root / "results", checkpoints=root / "checkpoints", scale="quick")
+    jobs = recipe.experiment_jobs("quick")
+    records = sweep(jobs, outputs.runs, executor="inline", device="cpu")
+    letters = DVAERecipe(dataset="Letters").at_scale("quick")
+    records["letters"] = {"status": "failed", "recipe": "dvae", "settings": letters.settings(), "seed": 0,
+                          "error": "DatasetUnavailableError: EMNIST Letters is not available (test)"}
+    returned = recipe.collect(records, outputs, device="cpu")
+    return outputs, jobs, records, returned
+
+
+def test_the_quick_sweep_trains_one_seed_per_run(quick_experiment):
+    outputs, jobs, records, _ = quick_experiment
+    for job in jobs:
+        assert records[job.key]["status"] == "done" and records[job.key]["seed"] == job.seed
+        recipe_, model, _ = load_run(outputs.runs / job.key)
+        assert recipe_ == job.recipe and model.replicas == 1
+
+
+def test_collect_writes_the_keys_the_notebook_reads(quick_experiment):
+    outputs, jobs, _, returned = quick_experiment
+    results = read_results("dvae", outputs.results)
+    assert results == json.loads(json.dumps(returned)) and results["quick"] is True and results["scale"] == "quick"
+    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "torch", "schema_version",
+                "description", "anchor", "runs", "details", "skipped", "jobs", "shipped"):
+        assert key in results, key
+    assert results["skipped"][0]["dataset"] == "Letters" and results["skipped"][0]["skipped"].startswith("EMNIST")
+    main_name = recipe.run_name(*recipe.MAIN)
+    rows = [r for r in results["runs"] if recipe.run_name(r["model"], r["dataset"], r["estimator"], r["k"],
+                                                          r["variant"]) == main_name]
+    assert [r["split"] for r in rows] == ["train", "test"] and rows[0]["seeds"] == [0, 1]
+    for row in results["runs"]:
+        for key in ("model", "dataset", "estimator", "k", "split", "accuracy_by_seed", "best", "worst", "mean",
+                    "seconds_per_epoch", "variant", "seeds", "epochs", "devices", "commits", "commands"):
+            assert key in row, key
+        assert all(0 <= a <= 1 for a in row["accuracy_by_seed"]) and row["epochs"] == [3] * len(row["seeds"])
+    info = results["details"][main_name]
+    for split in ("train", "test"):
+        for key in ("accuracy", "mapping", "cluster_sizes", "neg_elbo"):
+            assert len(info[split][key]) == 2, (split, key)
+    assert np.shape(info["train"]["confusion"]) == (2, 10, 10) and sum(info["train"]["cluster_sizes"][0]) == 1000
+    assert info["class_names"] == [str(d) for d in range(10)]
+    assert "val_accuracy" in info["histories"][0]["history"][0]
+    with np.load(outputs.results / recipe.PROTOTYPES_FILE) as stored:
+        assert stored[main_name].shape == (2, 10, 28, 28) and stored[main_name].dtype == np.uint8
+    assert not list(outputs.results.glob("*.tmp*"))
+
+
+def test_the_shipped_seed_is_the_lowest_training_neg_elbo_and_says_so(quick_experiment):
+    outputs, _, _, results = quick_experiment
+    info = results["details"][recipe.run_name(*recipe.MAIN)]
+    chosen = info["seeds"][int(np.argmin(info["train"]["neg_elbo"]))]
+    assert results["shipped"]["seed"] == chosen
+    entry = read_manifest(outputs.checkpoints)["checkpoints"]["dvae_st_fullmnist.pt"]
+    assert entry["seed"] == chosen and entry["selected_by"] == "train_neg_elbo" and "-ELBO" in entry["note"]
+    assert "no labels" in entry["note"] and entry["recipe"] == "dvae"
+    model = DVAERecipe().build_model()
+    load_shipped("dvae_st_fullmnist.pt", model, outputs.checkpoints)
+    assert isinstance(model, DVAEST)
+
+
+def test_the_benchmark_selects_jobs_and_writes_only_through_records():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "dvae.py"
+    spec = importlib.util.spec_from_file_location("dvae_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    relax = bench.select_jobs(["relax"])
+    assert {job.recipe.estimator for job in relax} == {"relax"} and len(relax) == 9
+    eleven = bench.select_jobs(["exact 11"], seeds="2-4", epochs=5)
+    assert [(job.recipe.k, job.seed, job.recipe.epochs) for job in eleven] == [(11, 2, 5), (11, 3, 5), (11, 4, 5)]
+    assert len(bench.select_jobs(quick=True)) == len(recipe.experiment_jobs("quick"))
+    source = path.read_text()
+    for forbidden in ("torch.load", "write_text", "savez", "record_in_manifest", "subprocess"):
+        assert forbidden not in source, forbidden
 
 
 def test_prototype_explorer_links_prototypes_and_sliders_in_the_browser():
@@ -259,91 +441,6 @@ def test_prototype_grid_and_confusion_plot_draw():
     assert len([ax for ax in fig.axes if ax.images]) == 4
     ax = confusion_plot(np.array([[3, 1], [0, 4]]), ["a", "b"])
     assert len(ax.texts) == 3  # one count per nonzero cell
-
-
-def test_a_non_finite_loss_still_reports_what_was_learned(monkeypatch):
-    from objectcentric.train import NonFiniteLossError
-
-    def failing_fit(model, data, step, *, evaluate, **kwargs):
-        evaluate(model)
-        raise NonFiniteLossError("the loss became nan at epoch 2, step 1")
-
-    monkeypatch.setattr(recipe, "fit", failing_fit)
-    _, result, report = recipe.train_dvae("dvae", "SimplifiedMNIST", seeds=(0,), quick=True, progress="none",
-                                          device="cpu")
-    assert report["failure"].startswith("the loss became nan") and report["stopped_early"]
-    assert report["epochs_done"] == 1 and "val_accuracy_mean" in report["history"][0]
-    assert len(report["test"]["accuracy"]) == 1
-
-
-def _benchmark_module():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("dvae_benchmark", Path(__file__).parents[1] / "benchmarks" / "dvae.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_benchmark_job_selection_by_words_seed_range_and_per_seed():
-    bench = _benchmark_module()
-    relax = bench.select_jobs(["relax"])
-    assert {job[2] for job in relax} == {"relax"} and len(relax) == 2
-    assert bench.select_jobs(["exact 11"], seeds="2-4") == [("dvae_st", "FullMNIST", "exact", 11, "robust", "2-4")]
-    split = bench.select_jobs(["exact 11"], seeds="2-4", per_seed=True)
-    assert [job[5] for job in split] == ["2-2", "3-3", "4-4"]
-    assert {job[:5] for job in split} == {("dvae_st", "FullMNIST", "exact", 11, "robust")}
-    assert bench.select_jobs() == bench.JOBS
-
-
-def test_benchmark_job_list_across_folders_marks_what_a_later_run_did():
-    bench = _benchmark_module()
-    relax, rebar = ["dvae_st", "FullMNIST", "relax", 10, "thesis", "0-0"], ["dvae_st", "FullMNIST", "rebar", 10, "robust"]
-    benches = [{"command": "first", "jobs": [{"job": relax, "status": "failed (exit -15)"},
-                                             {"job": [*rebar, "0-2"], "status": "not run: out of time"},
-                                             {"job": ["dvae", "FullMNIST", "exact", 10, "robust", "0-4"],
-                                              "status": "not run: out of time"}]},
-               {"command": "second", "jobs": [{"job": relax, "status": "ok"}, {"job": [*rebar, "0-0"], "status": "ok"}]}]
-    listed = bench._jobs(benches)
-    assert [(e["job"][2], e["status"], e["run_by"]) for e in listed] == [
-        ("relax", "failed (exit -15)", "first"), ("exact", "not run: out of time", "first"),
-        ("relax", "ok", "second"), ("rebar", "ok", "second")]
-    assert listed[0]["superseded_by"] == "second" and "superseded_by" not in listed[1]
-
-
-def test_benchmark_commit_given_at_collection_fills_in_only_what_a_job_did_not_record():
-    bench = _benchmark_module()
-    assert bench._commit("abc123", "given") == "abc123"
-    assert bench._commit("unknown", "given") == "given"
-    assert "no git metadata" in bench._commit("unknown", None)
-
-
-def test_benchmark_collect_merges_seeds_and_ships_the_best_main_seed(tmp_path, monkeypatch):
-    from objectcentric import checkpoints
-
-    bench = _benchmark_module()
-    folders = [tmp_path / "out_a", tmp_path / "out_b"]  # two runs, one seed each, merged by one collect
-    for seed, out in enumerate(folders):
-        recipe.run_job("dvae_st", "FullMNIST", "exact", 10, [seed], "robust", out, quick=True, device="cpu",
-                       save_best=True, progress="none")
-    results, prototypes = tmp_path / "dvae.json", tmp_path / "prototypes.npz"
-    monkeypatch.setattr(checkpoints, "checkpoint_dir", lambda: tmp_path / "ckpt")
-    bench.main(["collect", *map(str, folders), "--results", str(results), "--prototypes", str(prototypes)])
-    recorded = json.loads(results.read_text())
-    assert [r["split"] for r in recorded["runs"]] == ["train", "test"] and recorded["runs"][0]["seeds"] == [0, 1]
-    assert len(recorded["runs"][0]["accuracy_by_seed"]) == 2 and recorded["quick"]
-    for key in ("command", "commit", "device", "seed", "wall_time_s", "date"):
-        assert key in recorded
-    assert recorded["runs"][0]["devices"][0].startswith("cpu") and len(recorded["runs"][0]["commits"]) == 1
-    with np.load(prototypes) as stored:
-        assert stored["dvae_st-FullMNIST-exact-k10-robust"].shape == (2, 10, 28, 28)
-    assert not (tmp_path / "ckpt").exists()  # quick runs are never shipped
-    bench.ship(folders)  # what `collect` does for a full run
-    entry = checkpoints.read_manifest(tmp_path / "ckpt")["checkpoints"]["dvae_st_fullmnist.pt"]
-    assert entry["seed"] in (0, 1) and 0 <= entry["metrics"]["train_accuracy"] <= 1
-    model = DVAEST(**read_checkpoint(tmp_path / "ckpt" / "dvae_st_fullmnist.pt")["model_config"])
-    checkpoints.load_shipped("dvae_st_fullmnist.pt", model, tmp_path / "ckpt")
 
 
 def test_float64_images_are_converted_and_an_empty_batch_is_refused(images):

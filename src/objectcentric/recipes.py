@@ -31,7 +31,7 @@ RECIPE_MODULES = (
     "objectcentric.experiments.vae",
     "objectcentric.experiments.beta_vae",
     # "objectcentric.experiments.estimators",
-    # "objectcentric.experiments.dvae",
+    "objectcentric.experiments.dvae",
     "objectcentric.experiments.air",
 )
 

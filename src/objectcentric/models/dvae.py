@@ -37,12 +37,19 @@ by side in one batched call: the seeds of an experiment run at the cost of
 one. Images come as (B, ...) for all replicas or (R, B, ...) for one batch
 each; per-image outputs are (R, B, ...). Each replica's estimator parts are
 its own (``n_groups = R``), so NVIL's baseline and RELAX's network read only
-the relaxed sample, not the image.
+the relaxed sample, not the image. (The chapter's recipe trains one seed per
+run, ``replicas = 1``; replicas remain for side-by-side experiments.)
+
+**Settings.** :class:`DVAEConfig` holds the D-VAE's, :class:`DVAESTConfig`
+adds the transformation network's; build a model from one, or from its fields
+as keywords: ``DVAEST(num_classes=10)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -58,6 +65,29 @@ LOG_VARIANCE_RANGE = (-12.0, 2.0)  # q(theta | x)'s log-variances are kept in he
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # theta = [[1, 0, 0], [0, 1, 0]], row by row
 
 
+@dataclass(frozen=True)
+class DVAEConfig:
+    """The settings of a :class:`DVAE` (Chapter 5, D-VAE-ST)."""
+
+    num_classes: int = 10
+    estimator: str = "exact"
+    replicas: int = 1
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    encoder_hidden: tuple[int, ...] = (400, 400)
+    decoder_hidden: int = 800
+    pixel_variance: float = PIXEL_VARIANCE
+    temperature: float = 0.66
+    marginal_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class DVAESTConfig(DVAEConfig):
+    """The settings of a :class:`DVAEST`: the D-VAE's and the transformation network's (Chapter 5)."""
+
+    transform_prior_variance: float = TRANSFORM_PRIOR_VARIANCE
+    transform_hidden: tuple[int, ...] = (400, 400)
+
+
 def _generators(seeds, replicas: int):
     """One random generator per replica, so that replica r's weights depend on its own seed alone."""
     if seeds is None:
@@ -71,41 +101,37 @@ def _generators(seeds, replicas: int):
 class DVAE(nn.Module):
     """A VAE with one categorical latent whose decoder draws K prototypes (Chapter 5, D-VAE-ST).
 
+    Built from a :class:`DVAEConfig` or from its fields as keywords.
     ``seeds`` (one per replica) fix each replica's initial weights; without
     them the global random state is used.
     """
 
-    def __init__(self, num_classes: int = 10, estimator: str = "exact", replicas: int = 1,
-                 image_shape=(1, 28, 28), encoder_hidden=(400, 400), decoder_hidden: int = 800,
-                 pixel_variance: float = PIXEL_VARIANCE, temperature: float = 0.66, marginal_weight: float = 0.0,
-                 seeds=None):
+    CONFIG = DVAEConfig
+
+    def __init__(self, config: DVAEConfig | None = None, *, seeds=None, **settings):
         super().__init__()
-        self.config = {
-            "num_classes": int(num_classes),
-            "estimator": str(estimator),
-            "replicas": int(replicas),
-            "image_shape": [int(s) for s in image_shape],
-            "encoder_hidden": [int(h) for h in encoder_hidden],
-            "decoder_hidden": int(decoder_hidden),
-            "pixel_variance": float(pixel_variance),
-            "temperature": float(temperature),
-            "marginal_weight": float(marginal_weight),
-        }
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.num_classes, self.replicas = int(num_classes), int(replicas)
-        self.image_shape = tuple(self.config["image_shape"])
+        if config is not None and settings:
+            raise TypeError(f"give a {self.CONFIG.__name__} or its fields as keywords, not both")
+        config = config or self.CONFIG(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        if not isinstance(config, self.CONFIG):
+            raise TypeError(f"{type(self).__name__} is built from a {self.CONFIG.__name__}, got {type(config).__name__}")
+        if config.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {config.num_classes}")
+        self.config = config
+        self.num_classes, self.replicas = int(config.num_classes), int(config.replicas)
+        self.image_shape = tuple(config.image_shape)
         self.n_pixels = math.prod(self.image_shape)
-        self.pixel_variance = float(pixel_variance)
-        self.marginal_weight = float(marginal_weight)
+        self.pixel_variance = float(config.pixel_variance)
+        self.marginal_weight = float(config.marginal_weight)
         generators = _generators(seeds, self.replicas)
         # image -> K logits of q(b | x)
-        self.encoder = replica_mlp([self.n_pixels, *self.config["encoder_hidden"], self.num_classes],
+        self.encoder = replica_mlp([self.n_pixels, *config.encoder_hidden, self.num_classes],
                                    self.replicas, generators=generators)
         # one-hot class (or a relaxed point of the simplex) -> mean pixel values, linear output
-        self.decoder = replica_mlp([self.num_classes, self.config["decoder_hidden"], self.n_pixels],
+        self.decoder = replica_mlp([self.num_classes, config.decoder_hidden, self.n_pixels],
                                    self.replicas, generators=generators)
-        self.estimator = make_estimator(estimator, self.num_classes, temperature=temperature, n_groups=self.replicas)
+        self.estimator = make_estimator(config.estimator, self.num_classes, temperature=config.temperature,
+                                        n_groups=self.replicas)
         self._build_transform(generators)
 
     def _build_transform(self, generators) -> None:
@@ -329,25 +355,22 @@ class DVAE(nn.Module):
         """Replica ``index`` alone, as a model with one replica (for shipping and pictures)."""
         if not 0 <= index < self.replicas:
             raise ValueError(f"replica index must lie in [0, {self.replicas}), got {index}")
-        single = type(self)(**{**self.config, "replicas": 1})
+        single = type(self)(dataclasses.replace(self.config, replicas=1))
         state = {name: value[index:index + 1] for name, value in self.state_dict().items()}
         single.load_state_dict(state)
         return single.to(self.encoder[0].weight.device)
 
 
 class DVAEST(DVAE):
-    """The D-VAE whose prototypes are moved by an inferred affine transformation (Chapter 5, D-VAE-ST)."""
+    """The D-VAE whose prototypes are moved by an inferred affine transformation (Chapter 5, D-VAE-ST).
 
-    def __init__(self, num_classes: int = 10, estimator: str = "exact", replicas: int = 1,
-                 transform_prior_variance: float = TRANSFORM_PRIOR_VARIANCE, transform_hidden=(400, 400),
-                 **kwargs):
-        self._transform_settings = (float(transform_prior_variance), [int(h) for h in transform_hidden])
-        super().__init__(num_classes, estimator, replicas, **kwargs)
-        self.config["transform_prior_variance"] = self._transform_settings[0]
-        self.config["transform_hidden"] = self._transform_settings[1]
+    Built from a :class:`DVAESTConfig` or from its fields as keywords.
+    """
+
+    CONFIG = DVAESTConfig
 
     def _build_transform(self, generators) -> None:
-        variance, hidden = self._transform_settings
+        variance, hidden = self.config.transform_prior_variance, self.config.transform_hidden
         # image -> mean and log-variance of the 6 numbers of theta
         self.transformer = replica_mlp([self.n_pixels, *hidden, 12], self.replicas, generators=generators)
         prior_mean = torch.tensor(IDENTITY)

@@ -513,7 +513,7 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
     from .. import records as rec
 
     started = time.perf_counter()
-    reports, run_dirs, pictures, skipped, failed = [], [], [], [], {}
+    reports, run_dirs, pictures, skipped = [], [], [], []
     for key, record in records.items():
         record = record or {}
         status = record.get("status")
@@ -522,9 +522,7 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
                 settings = record["settings"]
                 skipped.append({**{k: settings[k] for k in ("dataset", "estimator", "k", "variant")},
                                 "model": settings["kind"], "skipped": record["error"].split(": ", 1)[-1]})
-            else:
-                failed[key] = record.get("error")
-            continue
+            continue  # a crash is listed in "jobs" with its error
         if status not in ("done", "stopped") or not record.get("epochs_done"):
             continue
         recipe, model, payload = load_run(out.runs / key)
@@ -542,9 +540,8 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
         name = run_name(*(report[key] for key in ("model", "dataset", "estimator", "k", "variant")))
         prototypes.setdefault(name, []).append(picture)
     write_npz_atomic(Path(out.results) / PROTOTYPES_FILE, {n: np.stack(p) for n, p in prototypes.items()})
-    shipped = _ship_by_elbo(reports, run_dirs, out)
-    body = {"description": DESCRIPTION, "quick": out.scale == "quick", "anchor": ANCHOR, **merged,
-            "skipped": skipped, "failed": failed, "shipped": shipped,
+    _ship_by_elbo(reports, run_dirs, out)  # what was shipped, and why, is in the manifest
+    body = {"description": DESCRIPTION, "quick": out.scale == "quick", "anchor": ANCHOR, **merged, "skipped": skipped,
             "jobs": [_job_entry(key, record) for key, record in records.items()],
             "job_wall_time_s_total": round(sum(r["wall_time_s"] or 0 for r in reports), 1)}
     return rec.write_results(RESULTS_NAME, body, directory=out.results, provenance=rec.provenance(
@@ -553,7 +550,7 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
 
 
 def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> dict | None:
-    """Ship the finished run of the main configuration with the lowest training -ELBO; what was shipped."""
+    """Ship the finished run of the main configuration with the lowest training -ELBO; its manifest entry."""
     from .. import records as rec
 
     main = [(r, d) for r, d in zip(reports, run_dirs)
@@ -565,9 +562,8 @@ def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> di
     how = f"seed {seed} of {len(main)} ({', '.join(str(r['seeds'][0]) for r, _ in main)}), chosen by {SELECTED_BY}"
     metrics = {f"{split}_{name}": round(chosen_report[split][field][0], 5)
                for split in ("train", "test") for name, field in (("accuracy", "accuracy"), ("neg_elbo", "neg_elbo"))}
-    entry = rec.ship(chosen_dir, expect=DVAERecipe.name, checkpoints=out.checkpoints, note=how, metrics=metrics,
-                     extra={"selected_by": "train_neg_elbo"})
-    return {"file": entry["file"], "seed": seed, "run": chosen_dir.name, "chosen_by": how, "metrics": metrics}
+    return rec.ship(chosen_dir, expect=DVAERecipe.name, checkpoints=out.checkpoints, note=how, metrics=metrics,
+                    extra={"selected_by": "train_neg_elbo", "run": chosen_dir.name})
 
 
 EXPERIMENT = register_experiment(Experiment(chapter="dvae", title="Chapter 5: D-VAE and D-VAE-ST",

@@ -349,7 +349,6 @@ def summarize(runs: list[dict], scale: str, failed: dict[str, str]) -> dict:
         "betavae_metric_by_beta": by_beta(runs, "betavae_metric"),
         "target": target,
         "n_runs": len(runs),
-        "stopped": sorted(r["key"] for r in runs if r["stopped_at_deadline"]),
         "failed": dict(sorted(failed.items())),
         "runs": runs,
     }

@@ -309,10 +309,33 @@ def test_toy_run_is_vectorised_over_independent_repetitions_and_summarises_to_pl
     assert (exact["loss"][-1] < exact["loss"][0]).all() and len(exact["variance_steps"]) == 0
 
 
-def test_choice_widget_links_every_control_to_its_frames_in_the_browser():
-    from objectcentric.experiments import toy_estimators as toy
+def test_toy_results_have_the_recorded_files_toy_keys_and_plot():
+    import json
 
-    png = toy.histogram_png(torch.randn(50).numpy(), 0.1, "test", xlim=(-3, 3))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from objectcentric.experiments import toy_estimators as toy
+    from objectcentric.paths import project_root
+    from objectcentric.viz import plot_curves
+
+    recorded = json.loads((project_root() / "results" / "estimators.json").read_text())
+    torch.manual_seed(0)
+    block = toy.fixed_parameter_benchmark("categorical", tune_steps=5, n_samples=500, progress=False)
+    assert set(block) == set(recorded["fixed_parameter"]["categorical"])
+    assert set(block["estimators"]) == set(recorded["fixed_parameter"]["categorical"]["estimators"])
+    assert block["expected_cost"] == pytest.approx(recorded["fixed_parameter"]["categorical"]["expected_cost"])
+    curves = {name: toy.summarize(toy.run_toy(name, "categorical", steps=10, repetitions=2, variance_every=5,
+                                              variance_samples=5), n_points=3) for name in ("exact", "nvil")}
+    assert set(curves["nvil"]) == set(recorded["toy_experiments"]["categorical"]["curves"]["nvil"])
+    loss_ax, var_ax = plot_curves(curves, title="categorical")
+    assert len(loss_ax.lines) == 2 and len(var_ax.lines) == 1  # the exact gradient has no variance
+
+
+def test_choice_widget_links_every_control_to_its_frames_in_the_browser():
+    from objectcentric.viz import histogram_png
+
+    png = histogram_png(torch.randn(50).numpy(), 0.1, "test", xlim=(-3, 3))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 20_000
     frames = {(name, t, n): png for name in ("a", "b") for t in (0.5, 1.0) for n in (10, 100)}
     box = choice_widget(frames, ("a", "b"), (0.5, 1.0), (10, 100))
@@ -322,15 +345,15 @@ def test_choice_widget_links_every_control_to_its_frames_in_the_browser():
 
 
 def test_choice_widget_draws_the_selected_frame_again_in_a_kernel():
-    from objectcentric.experiments import toy_estimators as toy
+    from objectcentric.viz import histogram_png
 
-    frames = {(name, t, n): toy.histogram_png(torch.zeros(5).numpy(), 0.0, f"{name} {t} {n}")
+    frames = {(name, t, n): histogram_png(torch.zeros(5).numpy(), 0.0, f"{name} {t} {n}")
               for name in ("a", "b") for t in (0.5, 1.0) for n in (10, 100)}
     calls = []
 
     def resample(name, temperature, n):
         calls.append((name, temperature, n))
-        return toy.histogram_png(torch.ones(n).numpy(), 0.0, f"{name} {temperature} {n}")
+        return histogram_png(torch.ones(n).numpy(), 0.0, f"{name} {temperature} {n}")
 
     box = choice_widget(frames, ("a", "b"), (0.5, 1.0), (10, 100), resample=resample)
     chooser, temperature, n_samples = box.controls

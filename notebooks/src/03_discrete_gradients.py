@@ -29,32 +29,32 @@ if "google.colab" in sys.modules:
 # ## Set-up
 #
 # *Read* mode (the default) plots the toy experiments from `results/estimators.json`,
-# written by `benchmarks/estimators.py`; *quick* mode runs them for a few steps
-# only; *train* mode (`TRAIN = True` or `OBJECTCENTRIC_TRAIN=1`) reruns them at
+# written by the chapter's experiment (`python -m objectcentric reproduce estimators`,
+# or its two parts `benchmarks/estimators.py toys` and `... vae`); *quick* mode
+# runs them for a few steps only; *train* mode (`TRAIN = True` or `OBJECTCENTRIC_TRAIN=1`) reruns them at
 # full settings, which takes a few minutes on a CPU. The small checks at fixed
 # parameters run in every mode: they take seconds.
 
 # %%
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from objectcentric.estimators import (CONCRETE, NVIL, REBAR, RELAX, REINFORCE, Exact, bernoulli_logits,
-                                      conditional_gumbel, exact_gradient, gumbel, make_estimator)
+                                      conditional_gumbel, exact_expectation, exact_gradient, gumbel, make_estimator)
 from objectcentric.experiments import toy_estimators as toy
 from objectcentric.modes import QUICK, READ, TRAIN as TRAIN_MODE, run_mode
-from objectcentric.viz import show_source
+from objectcentric.records import read_results
+from objectcentric.viz import ESTIMATOR_COLORS, histogram_png, plot_curves, show_source
 from objectcentric.widgets import choice_widget
 
 TRAIN = False  # True: rerun the toy experiments at full settings instead of reading the recorded ones
 MODE = TRAIN_MODE if TRAIN and run_mode() != QUICK else run_mode()
 N = 20_000 if MODE == QUICK else 100_000  # samples for the checks at fixed parameters
 torch.manual_seed(0)
-RESULTS = Path("../results/estimators.json")
-recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
+recorded = read_results("estimators") or None
+# who wrote the toy numbers (the file's top-level provenance is that of its newest write)
+toy_writer = next((w for w in (recorded or {}).get("writers", []) if "toy_experiments" in w["keys"]), recorded)
 print(f"mode: {MODE}; recorded results: {'found' if recorded else 'none'}")
 
 # %% [markdown]
@@ -158,7 +158,7 @@ show_source(NVIL.baseline)
 nvil = NVIL()
 toy.tune_control_variate(nvil, theta, categorical, steps=300)
 baseline = nvil.running_mean.item() + nvil.bias.item()
-print(f"baseline c = {baseline:.4f} (E[f] = {float(toy.expected_cost(theta, categorical)):.4f})")
+print(f"baseline c = {baseline:.4f} (E[f] = {float(exact_expectation(theta, categorical)):.4f})")
 nvil_samples = check(nvil)
 
 # %% [markdown]
@@ -273,7 +273,7 @@ rebar_samples = check(rebar)
 # the relaxation, and so does ours now.
 
 # %%
-c0 = float(toy.expected_cost(theta, categorical))
+c0 = float(exact_expectation(theta, categorical))
 etas = np.linspace(-0.5, 2.0, 11)
 scan = {}
 for label, offset in (("no baseline", 0.0), (f"baseline $c_0 = E[f] = {c0:.3f}$", c0)):
@@ -287,8 +287,8 @@ for label, offset in (("no baseline", 0.0), (f"baseline $c_0 = E[f] = {c0:.3f}$"
 fig, ax = plt.subplots(figsize=(6, 3))
 for label, variances in scan.items():
     ax.plot(etas, variances, "o-", label=f"REBAR, λ = 0.66, {label}")
-ax.axhline(float(reinforce_samples.var(0).sum()), color=toy.COLORS["reinforce"], ls="--", label="REINFORCE")
-ax.axhline(float(nvil_samples.var(0).sum()), color=toy.COLORS["nvil"], ls=":", label="NVIL (tuned)")
+ax.axhline(float(reinforce_samples.var(0).sum()), color=ESTIMATOR_COLORS["reinforce"], ls="--", label="REINFORCE")
+ax.axhline(float(nvil_samples.var(0).sum()), color=ESTIMATOR_COLORS["nvil"], ls=":", label="NVIL (tuned)")
 ax.set_yscale("log"); ax.set_xlabel("η"); ax.set_ylabel("variance of one estimate")
 ax.set_title("REBAR's variance against η on the categorical toy"); ax.legend(fontsize=7);
 
@@ -324,7 +324,7 @@ relax_samples = check(relax)
 # %% [markdown]
 # ## Bias and variance at fixed parameters, recorded
 #
-# `benchmarks/estimators.py` measures every estimator at fixed logits (those above
+# `benchmarks/estimators.py toys` measures every estimator at fixed logits (those above
 # for the categorical toy; $p(b=1) = \sigma(1) = 0.73$ for the Bernoulli) with 100,000 estimates, after tuning its learned parts for
 # 5,000 steps, and records the variance (summed over components), the bias as a
 # z-score, and the time per estimate (one sample, forward and backward, on the
@@ -338,10 +338,10 @@ if MODE != QUICK and recorded and not recorded["quick"]:
             print(f"  {name:9s} variance {s['variance']:9.3g}   bias z {s['bias_z']:5.2f}   "
                   f"{s['seconds_per_estimate'] * 1e3:5.2f} ms per estimate")
         print("  lowest variance first:", " < ".join(block["ordering_by_variance"]))
-    print(f"\nmeasured by: {recorded['command']}\ncommit {recorded['commit'][:12]}, {recorded['device']}, "
-          f"{recorded['date']}, {recorded['wall_time_s'] / 60:.1f} min")
+    print(f"\nmeasured by: {toy_writer['command']}\ncommit {toy_writer['commit'][:12]}, {toy_writer['device']}, "
+          f"{toy_writer['date']}, {toy_writer['wall_time_s'] / 60:.1f} min")
 else:
-    print("recorded results are not shown in quick mode (they come from `python benchmarks/estimators.py`)")
+    print("recorded results are not shown in quick mode (they come from `python benchmarks/estimators.py toys`)")
 
 # %% [markdown]
 # The unbiased estimators' bias z-scores stay within noise; CONCRETE's is far
@@ -381,7 +381,7 @@ if MODE == QUICK:
     source = "quick run (a few hundred steps, 4 repetitions): not results"
 elif MODE == READ and recorded and not recorded["quick"]:
     curves = {name: block["curves"] for name, block in recorded["toy_experiments"].items()}
-    source = f"recorded by {recorded['command']} (commit {recorded['commit'][:12]}, {recorded['device']})"
+    source = f"recorded by {toy_writer['command']} (commit {toy_writer['commit'][:12]}, {toy_writer['device']})"
 else:
     curves = {name: toy.toy_experiment(problem, target=target)
               for name, problem, target in (("replication_t0.499", "replication", 0.499),
@@ -389,7 +389,7 @@ else:
                                             ("categorical", "categorical", None))}
     source = "trained here at full settings"
 for name, results in curves.items():
-    axes = toy.plot_curves(results, title=name)
+    axes = plot_curves(results, title=name)
     if name.startswith("replication"):
         axes[0].set_ylim(0.2488, 0.2502)
 print(source)
@@ -453,8 +453,8 @@ for name in names:
         for n in sizes:
             if (name, key, n) not in frames:
                 label = f"{name}, τ = {t}" if key is not None else name
-                frames[(name, key, n)] = toy.histogram_png(draws[key][:n], truth, f"{label}: {n} samples",
-                                                           xlims[name])
+                frames[(name, key, n)] = histogram_png(draws[key][:n], truth, f"{label}: {n} samples",
+                                                      xlims[name])
             frames[(name, t, n)] = frames[(name, key, n)]
 
 
@@ -463,7 +463,7 @@ def resample(name, t, n):
     key = t if (name, t) in tuned else None
     draws = tuned[(name, key)].gradient_samples(widget_logits.expand(n, 2), widget_cost)[:, 1].numpy()
     label = f"{name}, τ = {t}" if key is not None else name
-    return toy.histogram_png(draws, truth, f"{label}: {n} new samples", xlims[name])
+    return histogram_png(draws, truth, f"{label}: {n} new samples", xlims[name])
 
 
 choice_widget(frames, names, temperatures, sizes, resample=resample)
@@ -505,16 +505,21 @@ for label, module in (("encoder", encoder), ("decoder", decoder), ("estimator", 
 # D-VAE) picks up.
 
 # %%
-from objectcentric.checkpoints import CheckpointError
+from objectcentric.checkpoints import read_manifest
+from objectcentric.experiments.estimators import (VAE_NAMES, CategoricalVAERecipe, shipped_recipe,
+                                                  vae_gradient_statistics)
 from objectcentric.models.categorical_vae import CategoricalVAE
+from objectcentric.runner import load_or_train
 from objectcentric.viz import image_grid
 
 show_source(CategoricalVAE.loss)
 
 # %% [markdown]
-# We train it with each estimator through the book's training loop (`fit`), and,
-# as a reference, with the exact gradient (ten decoder calls per image). The
-# held-out curve is the *exact* negative ELBO on 2,000 test images, summed over the
+# We train it with each estimator, and, as a reference, with the exact gradient
+# (ten decoder calls per image), each with one call,
+# `load_or_train(CategoricalVAERecipe(estimator=name), MODE)`: the recipe holds the
+# settings (15 epochs of all 60,000 training images, Adam at $10^{-3}$, batches of
+# 100) and the book's one training loop runs it. The held-out curve is the *exact* negative ELBO on 2,000 test images, summed over the
 # ten classes, so all estimators are scored alike (CONCRETE's training loss is
 # its relaxed cost).
 
@@ -531,14 +536,14 @@ if MODE == READ and vae_recorded and not vae_recorded["quick"]:
         vae_source += "\n" + vae_recorded["note"]
 else:
     vae_histories = {}
-    for name in ("exact", *toy.ESTIMATOR_NAMES):
-        vae_model, result = toy.train_categorical_vae(name, quick=MODE == QUICK, progress="none")
-        vae_histories[name] = [result.history]
+    for name in VAE_NAMES:  # the exact gradient, then every estimator
+        run = load_or_train(CategoricalVAERecipe(estimator=name), MODE, progress="none")
+        vae_model, vae_histories[name] = run.model, [run.history]
     vae_source = ("quick run (500 images, two epochs): not results" if MODE == QUICK
                   else "trained here, one seed per estimator")
 fig, (train_ax, val_ax) = plt.subplots(1, 2, figsize=(12, 3.8))
 for name, histories in vae_histories.items():
-    style = dict(color=toy.COLORS[name], ls="--" if name == "exact" else "-")
+    style = dict(color=ESTIMATOR_COLORS[name], ls="--" if name == "exact" else "-")
     for i, history in enumerate(histories):  # one thin line per seed
         epochs = [r["epoch"] for r in history]
         label = name if i == 0 else None
@@ -575,15 +580,15 @@ for name, histories in vae_histories.items():
 
 # %%
 if vae_model is None:
-    try:
-        vae_model, entry = toy.load_categorical_vae()
-        print(f"shipped {toy.VAE_CHECKPOINT}: {entry['metrics']['estimator']}, seed {entry['seed']}, "
+    recipe = shipped_recipe()  # the shipped run's estimator, from the manifest
+    run = load_or_train(recipe, MODE)
+    vae_model = run.model
+    if run.record["loaded"]:
+        entry = read_manifest()["checkpoints"][recipe.shipped_name()]
+        print(f"shipped {recipe.shipped_name()}: {entry['metrics']['estimator']}, seed {entry['seed']}, "
               f"held-out exact -ELBO {entry['metrics']['val_exact_neg_elbo']:.2f} after "
               f"{entry['metrics']['epochs']} epochs; made by {entry['command']} on {entry['device']}")
-    except CheckpointError as error:
-        print(f"no shipped model to draw: {error}")
-if vae_model is not None:
-    image_grid(vae_model.cpu().prototypes(), nrow=10);
+image_grid(vae_model.cpu().prototypes(), nrow=10);
 
 # %% [markdown]
 # Finally the question of the toys, asked of the model: at one trained VAE, frozen
@@ -603,7 +608,7 @@ if MODE == READ:
         print(f"recorded by {statistics['command']} (commit {statistics['commit'][:12]}, {statistics['device']}), "
               f"at the model trained with {statistics['model']['estimator']}, seed {statistics['model']['seed']}")
 else:
-    statistics = toy.vae_gradient_statistics(vae_model, quick=MODE == QUICK)
+    statistics = vae_gradient_statistics(vae_model, quick=MODE == QUICK)
     print("quick run (a tiny model, few samples): not results" if MODE == QUICK else "measured here")
 if statistics is not None:
     settings = statistics["settings"]

@@ -228,3 +228,62 @@ def metric_table(runs: list[dict]) -> str:
         lines.append(f"| {beta:g} | {mean('mig')} | {mean('betavae_metric')} | {mean('reconstruction_nats', 1)} | "
                      f"{mean('kl_nats', 1)} | {mean('active_latents', 1)} | {mean('steps', 0)} | {len(chosen)} |")
     return "\n".join(lines)
+
+
+# --- Chapter 3 (discrete gradients): the estimators' curves and the histogram widget's frames ----------
+ESTIMATOR_COLORS = {"exact": "black", "reinforce": "tab:red", "nvil": "tab:orange", "concrete": "tab:green",
+                    "rebar": "tab:blue", "relax": "tab:purple"}
+
+
+def plot_curves(results: dict, title: str = "", axes=None):
+    """Loss and log-variance over steps, one line per estimator: mean over repetitions ± one std (Chapter 3)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    loss_ax, var_ax = axes
+    for name, s in results.items():
+        color = ESTIMATOR_COLORS.get(name)
+        steps, mean, std = np.asarray(s["steps"]), np.asarray(s["loss_mean"]), np.asarray(s["loss_std"])
+        loss_ax.plot(steps, mean, color=color, label=name, lw=1.5 if name != "exact" else 1,
+                     ls="-" if name != "exact" else "--")
+        loss_ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+        if "variance_steps" in s:
+            steps, mean, std = (np.asarray(s[k]) for k in ("variance_steps", "log_variance_mean", "log_variance_std"))
+            var_ax.plot(steps, mean, color=color, label=name)
+            var_ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+    loss_ax.set(xlabel="step", ylabel="E[f(b)] (exact)", title=f"{title}: loss")
+    var_ax.set(xlabel="step", ylabel="log variance of one estimate", title=f"{title}: gradient variance")
+    loss_ax.legend(fontsize=8)
+    var_ax.legend(fontsize=8)
+    return axes
+
+
+def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins: int = 40) -> bytes:
+    """A small PNG: histogram of 1-d gradient estimates, their mean, and the exact gradient (Chapter 3).
+
+    Saved with a 64-colour palette: a widget's frames all go into the page, so each
+    one is kept to a few kB.
+    """
+    import io
+
+    from matplotlib.figure import Figure  # no pyplot: the frame is never shown on its own
+    from PIL import Image
+
+    fig = Figure(figsize=(5.6, 2.6), dpi=72)
+    ax = fig.subplots()
+    ax.hist(samples, bins=bins, range=xlim, color="tab:gray")
+    ax.axvline(exact, color="black", ls="--", label=f"exact {exact:.3g}")
+    ax.axvline(samples.mean(), color="tab:red", label=f"mean of {len(samples)}: {samples.mean():.3g}")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("estimate of d E[f] / d logit", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper right")
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(colors=64)
+    out = io.BytesIO()
+    image.save(out, format="png", optimize=True)
+    return out.getvalue()

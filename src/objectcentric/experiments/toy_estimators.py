@@ -1,4 +1,4 @@
-"""Chapter 3 (discrete gradients): the toy experiments of seed 000, their plots and the histogram widget.
+"""Chapter 3 (discrete gradients): the toy experiments of seed 000 (their plots are in ``viz``).
 
 Two problems, both minimising E_b[f(b)] over the logits of one categorical b:
 
@@ -16,21 +16,21 @@ The loss recorded is the exact expectation E_b[f(b)] at the current logits
 (K terms), not a noisy sample; the variance is measured every
 ``variance_every`` steps from ``variance_samples`` fresh estimates per
 repetition at the current parameters.
+
+:func:`toy_results` is everything ``results/estimators.json`` records about
+the toys (the chapter's experiment, ``experiments.estimators``, writes it).
 """
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
 import torch
 
-from ..estimators import Estimator, bernoulli_logits, exact_gradient, make_estimator
+from ..estimators import Estimator, bernoulli_logits, exact_expectation, exact_gradient, make_estimator
 
 ESTIMATOR_NAMES = ("reinforce", "nvil", "concrete", "rebar", "relax")
-COLORS = {"exact": "black", "reinforce": "tab:red", "nvil": "tab:orange", "concrete": "tab:green",
-          "rebar": "tab:blue", "relax": "tab:purple"}
 LR, TEMPERATURE = 0.01, 0.66
 FULL = {
     "replication": {"steps": 10_000, "repetitions": 50, "variance_every": 100, "variance_samples": 200},
@@ -73,13 +73,6 @@ def toy_problem(name: str, target=None):
     raise ValueError(f"unknown toy problem {name!r}: choose 'replication' or 'categorical'")
 
 
-def expected_cost(logits: torch.Tensor, cost) -> torch.Tensor:
-    """E_b[f(b)] for every row of ``logits`` (R, K), exactly: Σ_k p_k f(e_k)."""
-    k = logits.shape[-1]
-    corners = cost(torch.eye(k, dtype=logits.dtype, device=logits.device))  # (K,)
-    return logits.softmax(-1) @ corners
-
-
 def gradient_variance(estimator: Estimator, logits: torch.Tensor, cost, n_samples: int) -> torch.Tensor:
     """Variance of one gradient estimate, summed over the K components, per row of ``logits`` (R, K)."""
     r, k = logits.shape
@@ -112,7 +105,7 @@ def run_toy(estimator_name: str, problem: str = "replication", *, steps: int, re
     started = time.perf_counter()
     for step in range(steps + 1):
         with torch.no_grad():
-            losses.append(expected_cost(logits, cost).cpu())
+            losses.append(exact_expectation(logits, cost).cpu())
         if estimator_name != "exact" and step % variance_every == 0:
             variance_steps.append(step)
             # floored at 1e-30: once p saturates to exactly 0 or 1 in float32 every estimate is 0
@@ -237,182 +230,75 @@ def concrete_bias_by_temperature(logits: torch.Tensor, cost, temperatures=(1.0, 
     return rows
 
 
-# --- plots ------------------------------------------------------------------------------------
-def plot_curves(results: dict, title: str = "", axes=None):
-    """Loss and log-variance over steps, one line per estimator: mean over repetitions ± one std."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    loss_ax, var_ax = axes
-    for name, s in results.items():
-        color = COLORS.get(name)
-        steps, mean, std = np.asarray(s["steps"]), np.asarray(s["loss_mean"]), np.asarray(s["loss_std"])
-        loss_ax.plot(steps, mean, color=color, label=name, lw=1.5 if name != "exact" else 1, ls="-" if name != "exact" else "--")
-        loss_ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-        if "variance_steps" in s:
-            steps, mean, std = (np.asarray(s[k]) for k in ("variance_steps", "log_variance_mean", "log_variance_std"))
-            var_ax.plot(steps, mean, color=color, label=name)
-            var_ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-    loss_ax.set(xlabel="step", ylabel="E[f(b)] (exact)", title=f"{title}: loss")
-    var_ax.set(xlabel="step", ylabel="log variance of one estimate", title=f"{title}: gradient variance")
-    loss_ax.legend(fontsize=8)
-    var_ax.legend(fontsize=8)
-    return axes
+# --- what results/estimators.json records about the toys -------------------------------------------
+HEADLINE = "categorical"
+# Fixed parameters away from the symmetric starting point, where biases can cancel by symmetry.
+FIXED_LOGITS = {"replication": [0.0, 1.0], "categorical": [0.2, -0.1, 0.5]}
+TOY_RUNS = (("replication_t0.499", "replication", 0.499), ("replication_t0.501", "replication", 0.501),
+            ("categorical", "categorical", None))
+FIXED_FULL = {"tune_steps": 5000, "n_samples": 100_000}
+FIXED_QUICK = {"tune_steps": 50, "n_samples": 5_000}
 
 
-def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins: int = 40) -> bytes:
-    """A small PNG: histogram of 1-d gradient estimates, their mean, and the exact gradient.
-
-    Saved with a 64-colour palette: a widget's frames all go into the page, so each
-    one is kept to a few kB.
-    """
-    from matplotlib.figure import Figure  # no pyplot: the frame is never shown on its own
-    from PIL import Image
-
-    fig = Figure(figsize=(5.6, 2.6), dpi=72)
-    ax = fig.subplots()
-    ax.hist(samples, bins=bins, range=xlim, color="tab:gray")
-    ax.axvline(exact, color="black", ls="--", label=f"exact {exact:.3g}")
-    ax.axvline(samples.mean(), color="tab:red", label=f"mean of {len(samples)}: {samples.mean():.3g}")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("estimate of d E[f] / d logit", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper right")
-    if xlim is not None:
-        ax.set_xlim(*xlim)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    buffer.seek(0)
-    image = Image.open(buffer).convert("RGB").quantize(colors=64)
-    out = io.BytesIO()
-    image.save(out, format="png", optimize=True)
-    return out.getvalue()
-
-
-# --- beyond the toy: a discrete VAE on MNIST ----------------------------------------------------
-VAE_FULL = {"epochs": 15, "batch_size": 100, "lr": 1e-3, "n_train": None, "n_val": 2000}
-VAE_CHECKPOINT = "categorical_vae_k10.pt"  # the shipped model (best run of benchmarks/estimators.py vae)
-VAE_QUICK = {"epochs": 2, "batch_size": 100, "lr": 1e-3, "n_train": 500, "n_val": 200}
-
-
-def train_categorical_vae(estimator: str, *, quick: bool = False, epochs: int | None = None,
-                          n_train: int | None = None, checkpoint=None, seed: int = 0, device=None,
-                          progress: str = "auto"):
-    """Train a ``CategoricalVAE`` (K = 10) on dynamically binarized MNIST with one estimator, via ``fit``.
-
-    The held-out number, ``val_exact_neg_elbo``, sums over all 10 classes, so it
-    compares estimators fairly (CONCRETE's training loss is a relaxed one).
-    Returns the model and ``fit``'s result.
-    """
-    from torch.utils.data import TensorDataset
-
-    from ..data import load_mnist
-    from ..data.binarize import stochastic_binarize
-    from ..models.categorical_vae import CategoricalVAE
-    from ..train import fit
-    from .vae import validation_set
-
-    settings = dict(VAE_QUICK if quick else VAE_FULL)
-    settings.update({k: v for k, v in (("epochs", epochs), ("n_train", n_train)) if v is not None})
-    images, _ = load_mnist("train")
-    if settings["n_train"]:
-        images = images[: settings["n_train"]]
-    held_out = validation_set(settings["n_val"])
-    torch.manual_seed(seed)
-    model = CategoricalVAE(num_classes=10, estimator=estimator, temperature=TEMPERATURE)
-
-    def step(model, batch):
-        return model.loss(stochastic_binarize(batch[0]))
-
-    def evaluate(model):
-        x = held_out.to(next(model.parameters()).device)
-        return {"exact_neg_elbo": float(model.exact_neg_elbo(x).mean())}
-
-    result = fit(model, TensorDataset(images), step, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                 lr=settings["lr"], evaluate=evaluate, checkpoint=checkpoint, seed=seed, device=device,
-                 progress=progress, train_config={**settings, "estimator": estimator, "quick": quick})
-    return model, result
-
-
-VAE_VARIANCE_FULL = {"tune_steps": 2000, "n_images": 100, "n_samples": 1000}
-VAE_VARIANCE_QUICK = {"tune_steps": 20, "n_images": 8, "n_samples": 50}
-
-
-def vae_gradient_statistics(model, names=ESTIMATOR_NAMES, *, quick: bool = False, seed: int = 0,
-                            batch_size: int = 100, lr: float = 1e-3) -> dict:
-    """Each estimator's variance and bias for the encoder's logits of a *trained, frozen* discrete VAE.
-
-    The toy's fixed-parameter check, on the real cost f(b) = -log p(x | b):
-    for each estimator a fresh copy of its learned parts (baseline networks
-    reading x, as in training) is tuned for ``tune_steps`` training batches
-    with the model frozen, then ``n_samples`` estimates are drawn for each of
-    ``n_images`` held-out images. ``variance``: per image, summed over the K
-    logits, then averaged over images; ``relative_error`` the root mean square
-    over images of |mean - exact| / |exact| (noise, and bias for CONCRETE);
-    ``bias_z_rms`` the root mean square over images and logits of
-    (mean - exact) / standard error, about 1 for an unbiased estimator *if*
-    the samples cover every class; when q(b | x) gives some class almost no
-    mass, REINFORCE's sample standard error misses it and its z-scores grow.
-    """
-    from ..data import load_mnist
-    from ..data.binarize import stochastic_binarize
-    from .vae import validation_set
-
-    settings = VAE_VARIANCE_QUICK if quick else VAE_VARIANCE_FULL
-    device = next(model.parameters()).device
-    model.requires_grad_(False)
-    train_images, _ = load_mnist("train")
-    x = validation_set(settings["n_images"]).to(device)
-    m, s, k = settings["n_images"], settings["n_samples"], model.num_classes
-    with torch.no_grad():
-        logits = model.encode(x)
-    exact = exact_gradient(logits, model.reconstruction_cost(x))
-    x_rows = x.repeat_interleave(s, 0)
-    generator = torch.Generator().manual_seed(seed)
-    results = {}
-    for name in names:
+def fixed_parameter_benchmark(problem: str, *, tune_steps: int, n_samples: int, seed: int = 0,
+                              progress: bool = True) -> dict:
+    """Every estimator at ``FIXED_LOGITS[problem]``, its learned parts tuned first (the toys' fixed-parameter check)."""
+    cost, _ = toy_problem(problem)
+    logits = torch.tensor([FIXED_LOGITS[problem]])
+    estimators = {}
+    for name in ESTIMATOR_NAMES:
         torch.manual_seed(seed)
-        started = time.perf_counter()
-        reads_x = name in ("nvil", "rebar", "relax")
-        estimator = make_estimator(name, k, temperature=TEMPERATURE,
-                                   in_features=x[0].numel() if reads_x else 0).to(device)
-        parameters = [p for p in estimator.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(parameters, lr=lr) if parameters else None
-        for _ in range(settings["tune_steps"] if optimizer else 0):
-            index = torch.randint(len(train_images), (batch_size,), generator=generator)
-            batch = stochastic_binarize(train_images[index]).to(device)
-            with torch.no_grad():
-                batch_logits = model.encode(batch)
-            out = estimator(batch_logits.requires_grad_(True), model.reconstruction_cost(batch), x=batch)
-            optimizer.zero_grad(set_to_none=True)
-            out.control_loss.backward()
-            optimizer.step()
+        estimator = make_estimator(name, logits.shape[-1], temperature=TEMPERATURE)
+        tune_control_variate(estimator, logits, cost, steps=tune_steps)
         torch.manual_seed(seed + 1)
-        samples = estimator.gradient_samples(logits.repeat_interleave(s, 0), model.reconstruction_cost(x_rows),
-                                             x=x_rows).view(m, s, k)
-        z = (samples.mean(1) - exact) / (samples.std(1) / s**0.5).clamp_min(1e-12)
-        error = ((samples.mean(1) - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)).pow(2).mean().sqrt()
-        results[name] = {"variance": float(samples.var(1).sum(-1).mean()), "relative_error": float(error),
-                         "bias_z_rms": float(z.pow(2).mean().sqrt()),
-                         "seconds": round(time.perf_counter() - started, 2)}
-    model.requires_grad_(True)
-    return {"settings": {**settings, "batch_size": batch_size, "lr": lr, "temperature": TEMPERATURE},
-            "estimators": results,
-            "ordering_by_variance": sorted(results, key=lambda n: results[n]["variance"])}
+        stats = fixed_parameter_statistics(estimator, logits, cost, n_samples=n_samples)
+        if name in ("rebar", "relax"):
+            stats["learned_temperature"] = estimator.temperature[0].item()
+            stats["learned_eta"] = estimator.eta[0].item()
+        if name in ("nvil", "rebar", "relax"):
+            baseline = estimator.baseline if name in ("rebar", "relax") else estimator
+            stats["learned_baseline"] = (baseline.running_mean[0] + baseline.bias[0]).item()
+        estimators[name] = stats
+        if progress:
+            print(f"{problem:12s} {name:10s} variance {stats['variance']:.3e}  bias_z {stats['bias_z']:6.2f}  "
+                  f"{stats['seconds_per_estimate'] * 1e3:.2f} ms/estimate", flush=True)
+    torch.manual_seed(seed)
+    return {
+        "logits": logits[0].tolist(),
+        "expected_cost": float(exact_expectation(logits, cost)[0]),
+        "estimators": estimators,
+        "ordering_by_variance": sorted(estimators, key=lambda n: estimators[n]["variance"]),
+        "concrete_bias_by_temperature": concrete_bias_by_temperature(logits, cost, n_samples=n_samples),
+    }
 
 
-def load_categorical_vae():
-    """The shipped discrete VAE (``VAE_CHECKPOINT``) and its manifest entry; ``CheckpointError`` if absent.
-
-    The model is rebuilt from the settings stored in the checkpoint (its
-    estimator included) and its sha256 checked against the manifest.
-    """
-    from .. import checkpoints
-    from ..models.categorical_vae import CategoricalVAE
-
-    path = checkpoints.checkpoint_dir() / VAE_CHECKPOINT
-    model = CategoricalVAE(**checkpoints.read_checkpoint(path)["model_config"])
-    checkpoints.load_shipped(VAE_CHECKPOINT, model, path.parent)
-    return model.eval(), checkpoints.read_manifest(path.parent)["checkpoints"][VAE_CHECKPOINT]
+def toy_results(*, quick: bool = False, seed: int = 0, device="cpu", tune_steps: int | None = None,
+                n_samples: int | None = None, progress: bool = True) -> dict:
+    """The toy keys of ``results/estimators.json``: fixed-parameter checks and the toy training curves."""
+    fixed_settings = {**(FIXED_QUICK if quick else FIXED_FULL),
+                      **{k: v for k, v in (("tune_steps", tune_steps), ("n_samples", n_samples)) if v is not None}}
+    fixed = {problem: fixed_parameter_benchmark(problem, seed=seed, progress=progress, **fixed_settings)
+             for problem in ("replication", "categorical")}
+    toys = {}
+    for label, problem, target in TOY_RUNS:
+        started = time.perf_counter()
+        toys[label] = {"problem": problem, "target": target if target is not None else [0.34, 0.33, 0.33],
+                       "settings": {**(FULL[problem] if not quick else {}), "lr": LR, "temperature": TEMPERATURE},
+                       "curves": toy_experiment(problem, quick=quick, seed=seed, device=device, target=target)}
+        if progress:
+            print(f"toy {label}: {time.perf_counter() - started:.0f} s", flush=True)
+    headline = fixed[HEADLINE]["estimators"]
+    return {
+        "description": ("Gradient estimators for categorical variables at fixed parameters (the logits in "
+                        "fixed_parameter; learned parts tuned first) and on seed 000's toy problems. "
+                        "variance: summed over the K components of one single-sample estimate; bias_z: "
+                        "largest |mean - exact| / standard error over the components."),
+        "quick": quick,
+        "headline_problem": HEADLINE,
+        "variance": {n: s["variance"] for n, s in headline.items()},
+        "bias_z": {n: s["bias_z"] for n, s in headline.items()},
+        "seconds_per_estimate": {n: s["seconds_per_estimate"] for n, s in headline.items()},
+        "tune_steps": fixed_settings["tune_steps"],
+        "fixed_parameter": fixed,
+        "toy_experiments": toys,
+    }

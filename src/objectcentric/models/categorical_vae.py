@@ -10,6 +10,7 @@ prior is computed exactly. Chapter 5's D-VAE is this model with prototypes.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,27 +21,39 @@ from ..estimators import exact_expectation, make_estimator
 from ..modules import mlp
 
 
-class CategoricalVAE(nn.Module):
-    """A VAE whose latent is one categorical variable with K classes (Chapter 3, discrete gradients)."""
+@dataclass(frozen=True)
+class CategoricalVAEConfig:
+    """The settings of a :class:`CategoricalVAE` (Chapter 3, discrete gradients)."""
 
-    def __init__(self, num_classes: int = 10, hidden_dims=(400,), image_shape=(1, 28, 28),
-                 estimator: str = "reinforce", temperature: float = 0.66):
+    num_classes: int = 10
+    hidden_dims: tuple[int, ...] = (400,)
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    estimator: str = "reinforce"  # the name of the gradient estimator (objectcentric.estimators.ESTIMATORS)
+    temperature: float = 0.66
+
+
+class CategoricalVAE(nn.Module):
+    """A VAE whose latent is one categorical variable with K classes (Chapter 3, discrete gradients).
+
+    Built from a :class:`CategoricalVAEConfig`, or from its fields as keywords:
+    ``CategoricalVAE(estimator="nvil")``.
+    """
+
+    def __init__(self, config: CategoricalVAEConfig | None = None, **settings):
         super().__init__()
-        self.config = {
-            "num_classes": int(num_classes),
-            "hidden_dims": [int(h) for h in hidden_dims],
-            "image_shape": [int(s) for s in image_shape],
-            "estimator": str(estimator),
-            "temperature": float(temperature),
-        }
-        self.num_classes = int(num_classes)
-        self.image_shape = tuple(self.config["image_shape"])
+        if config is not None and settings:
+            raise TypeError("give a CategoricalVAEConfig or its fields as keywords, not both")
+        config = config or CategoricalVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                   for k, v in settings.items()})
+        self.config = config
+        self.num_classes = int(config.num_classes)
+        self.image_shape = tuple(int(s) for s in config.image_shape)
         n_pixels = math.prod(self.image_shape)
-        hidden = self.config["hidden_dims"]
+        hidden = [int(h) for h in config.hidden_dims]
         self.encoder = mlp([n_pixels, *hidden, self.num_classes])  # image -> K logits of q(b | x)
         self.decoder = mlp([self.num_classes, *reversed(hidden), n_pixels])  # class -> pixel logits
-        reads_x = estimator in ("nvil", "rebar", "relax")  # input-dependent baseline / control variate
-        self.estimator = make_estimator(estimator, self.num_classes, temperature=temperature,
+        reads_x = config.estimator in ("nvil", "rebar", "relax")  # input-dependent baseline / control variate
+        self.estimator = make_estimator(config.estimator, self.num_classes, temperature=config.temperature,
                                         in_features=n_pixels if reads_x else 0)
 
     def _images(self, x) -> torch.Tensor:

@@ -208,7 +208,7 @@ def test_collect_writes_every_key_the_notebook_reads(quick_sweep):
     outputs, records, returned = quick_sweep
     results = read_results(bv.RESULTS_NAME, outputs.results)
     assert results == json.loads(json.dumps(returned)) and results["quick"] is True and results["scale"] == "quick"
-    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "n_runs", "runs", "target", "stopped"):
+    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "n_runs", "runs", "target"):
         assert key in results, key
     assert results["settings"]["traversal_values"] == list(bv.TRAVERSAL_VALUES) and results["n_runs"] == len(SUBSET)
     assert set(results["mig_by_beta"]) == set(results["betavae_metric_by_beta"]) == {"1", "4"}

@@ -2,14 +2,18 @@
 
 import dataclasses
 import json
+import types
 
 import pytest
 import torch
 
 from objectcentric import records, runner
 from objectcentric.checkpoints import checkpoint_dir, load_shipped, read_manifest
-from objectcentric.experiments.air import (PIXEL_STD, SELECTED_BY, VARIANT_PIXEL_STD, AIRRecipe, confusion,
-                                           load_air_run, pick_run)
+from objectcentric.data.mnist import load_mnist
+from objectcentric.data.multi_mnist import place_digits, resize_digits
+from objectcentric.experiments.air import (PIXEL_STD, SELECTED_BY, VARIANT_PIXEL_STD, AIRRecipe, box_iou,
+                                           canvases_apart, confusion, ink_boxes, load_air_run, matched_ious,
+                                           pick_run, window_boxes)
 from objectcentric.models.air import AIR, AIRConfig, count_accuracy, count_objects
 from objectcentric.recipes import RecipeError, from_settings
 from objectcentric.runner import EXPERIMENTS
@@ -156,6 +160,80 @@ def test_a_confusion_table_counts_true_against_found():
 def test_the_shipped_run_is_picked_by_validation_accuracy():
     metrics = {"a": {"metrics": {SELECTED_BY: 0.99}}, "b": {"metrics": {SELECTED_BY: 0.995}}}
     assert pick_run(metrics) == "b"
+
+
+# --- counting beyond training, and box quality ----------------------------------------------------
+def test_box_iou_of_constructed_boxes():
+    a = torch.tensor([[0.0, 0, 2, 2], [0, 0, 4, 4]])
+    b = torch.tensor([[0.0, 0, 2, 2], [1, 0, 3, 2], [1, 1, 3, 3], [5, 5, 6, 6]])
+    expected = torch.tensor([[1.0, 2 / 6, 1 / 7, 0.0],      # same box; half shifted: 2 / (4 + 4 - 2); a corner
+                             [4 / 16, 4 / 16, 4 / 16, 0.0]])  # boxes inside the 4 x 4 box; apart
+    assert torch.allclose(box_iou(a, b), expected)
+
+
+def test_windows_are_matched_to_true_boxes_by_total_iou():
+    true = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    found = torch.tensor([[21.0, 20, 31, 30], [0, 0, 10, 10], [0, 0, 12, 10]])  # in another order, one extra
+    ious = matched_ious(found, true)
+    assert sorted(ious.tolist()) == pytest.approx(sorted([90 / 110, 1.0]))  # the extra window is left out
+    # The best pair first (window 2 with box 1, 110/120; then 80/120) is not the best matching.
+    found = torch.tensor([[0.0, 0, 10, 10], [0, 0, 12, 10]])
+    true = torch.tensor([[0.0, 0, 11, 10], [2, 0, 12, 10]])
+    assert matched_ious(found, true).tolist() == pytest.approx([100 / 110, 100 / 120])
+    assert matched_ious(found[:0], true).numel() == 0 and matched_ious(found, true[:0]).numel() == 0
+
+
+def test_a_window_is_the_box_of_the_same_where_code():
+    data, _ = canvases_apart(8, 3, seed=0)
+    where = data.z_where.clone()
+    where[..., 0] = where[..., 0].log()  # the trace's where is (log s, x, y)
+    trace = types.SimpleNamespace(where=where, scale=data.z_where[..., 0])
+    assert torch.allclose(window_boxes(trace, data.canvas), data.boxes, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_digits, size", [(4, 24), (5, 19)])
+def test_generated_canvases_hold_digits_whose_ink_does_not_overlap(n_digits, size):
+    data, redrawn = canvases_apart(40, n_digits, seed=1, digit_size=size)
+    again, _ = canvases_apart(40, n_digits, seed=1, digit_size=size)
+    assert torch.equal(data.images, again.images) and redrawn < 40  # seeded
+    assert torch.all(data.counts == n_digits) and torch.all(data.present)
+    assert torch.all((data.boxes[..., 2:] - data.boxes[..., :2]) == size)
+    # Each digit painted alone: no pixel has ink of two digits, and together they are the canvas.
+    offsets = data.boxes[..., :2].long()
+    patches = resize_digits(load_mnist("test")[0][data.digit_indices.flatten()].float(), size)
+    patches = patches.view(40, n_digits, size, size)
+    alone = torch.stack([place_digits(patches[:, k:k + 1], offsets[:, k:k + 1], 50)[:, 0]
+                         for k in range(n_digits)], 1)
+    assert int((alone > 0).sum(1).max()) == 1
+    assert torch.allclose(alone.sum(1, keepdim=True), data.images)
+    centres = data.boxes[..., :2] + size / 2
+    apart = torch.cdist(centres, centres) + torch.eye(n_digits) * 1e3
+    assert apart.min() >= 0.75 * size  # the training canvases' rule too
+
+
+def test_digits_that_cannot_be_placed_apart_are_refused():
+    with pytest.raises(ValueError, match="rarely fit apart"):
+        canvases_apart(2, 2, seed=0, digit_size=24, canvas=30)
+
+
+def test_ink_boxes_are_the_tight_boxes_of_non_zero_pixels():
+    patch = torch.zeros(1, 6, 6)
+    patch[0, 1:3, 2:5] = 0.5  # rows 1-2, columns 2-4
+    assert ink_boxes(patch).tolist() == [[2, 1, 5, 3]]
+
+
+def test_more_steps_at_test_time_keep_the_weights_and_the_first_steps():
+    model = AIRRecipe().build_model()
+    load_shipped(AIRRecipe().shipped_name(), model)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data, _ = canvases_apart(6, 4, seed=2)
+    with torch.no_grad():
+        short, long = model(data.images, greedy=True), model(data.images, greedy=True, max_steps=6)
+    assert long.pres.shape == (6, 6) and short.pres.shape == (6, 3) and model.config.max_steps == 3
+    assert torch.equal(long.where[:, :3], short.where[:, :3]) and torch.equal(long.pres[:, :3], short.pres[:, :3])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.all(count_objects(model, data.images, max_steps=6) >= count_objects(model, data.images))
 
 
 # --- training and the recorded experiment, at the quick scale -------------------------------------

@@ -24,8 +24,9 @@ from torch.utils.data import TensorDataset
 
 from ..checkpoints import load_model_state, read_checkpoint
 from ..data.mnist import load_mnist
-from ..data.multi_mnist import MultiMNIST, derived_seed, make_multi_mnist, multi_mnist_splits
-from ..models.air import AIR, INFERENCE_KINDS, AIRConfig, count_accuracy, count_objects
+from ..data.multi_mnist import (MultiMNIST, derived_seed, make_multi_mnist, multi_mnist_splits,
+                                place_digits, resize_digits)
+from ..models.air import AIR, INFERENCE_KINDS, AIRConfig, AIRTrace, count_accuracy, count_objects
 from ..recipes import Recipe, RecipeError, from_settings, register
 from ..runner import Experiment, Job, Outputs, done_records, load_run, register_experiment
 from ..train import pick_device
@@ -237,6 +238,183 @@ def evaluate_runs(runs: list[str | Path], *, shipped: str | Path, n_images: int 
     }
 
 
+# --- beyond training: more digits than the model saw, and how well its windows sit ----------------
+BEYOND_STEPS = 6  # steps allowed at test time (the model was trained with 3)
+# (digits per canvas, digit size in pixels). Five 24-pixel digits do not fit apart on a 50 x 50 canvas
+# (of the draws of five digits, most have no such place), and the model reads only 50 x 50 canvases, so
+# its 5 digits are smaller: 19 pixels, the largest size at which few draws of digits find no place (at 20,
+# half of them, which would favour thin digits), a 63 x 63 canvas shown at 50 x 50. 3 and 4 digits at
+# that size tell the effect of the size from that of the count.
+SMALL_DIGIT = 19
+BEYOND_SETS = ((3, 24), (4, 24), (5, SMALL_DIGIT), (3, SMALL_DIGIT), (4, SMALL_DIGIT))
+BEYOND_STREAM = 5  # set i uses stream BEYOND_STREAM + i of TEST_DATA_SEED (multi_mnist_splits uses 0-2)
+PLACEMENT_TRIES = 20_000  # candidate positions per draw of digits before the digits are drawn again
+PLACEMENT_BUDGET = 400_000  # candidate configurations per round, at most
+
+
+def ink_boxes(patches: torch.Tensor) -> torch.Tensor:
+    """(M, d, d) digits -> (M, 4) the tight boxes (x0, y0, x1, y1) of their non-zero pixels (pixel edges)."""
+    d = patches.shape[-1]
+    idx = torch.arange(d)
+
+    def span(ink):  # (M, d) bool -> first and one-past-last index
+        return torch.where(ink, idx, d).min(1).values, torch.where(ink, idx, -1).max(1).values + 1
+
+    (x0, x1), (y0, y1) = span((patches > 0).any(1)), span((patches > 0).any(2))
+    return torch.stack([x0, y0, x1, y1], -1)
+
+
+def boxes_apart(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., K, 4) boxes -> (...) bool: no two of the K boxes share a pixel."""
+    i, j = torch.triu_indices(boxes.shape[-2], boxes.shape[-2], offset=1)
+    a, b = boxes[..., i, :], boxes[..., j, :]
+    return ((a[..., 2] <= b[..., 0]) | (b[..., 2] <= a[..., 0]) |
+            (a[..., 3] <= b[..., 1]) | (b[..., 3] <= a[..., 1])).all(-1)
+
+
+def canvases_apart(n_images: int, n_digits: int, seed: int, digit_size: int = 24,
+                   canvas: int = 50) -> tuple[MultiMNIST, int]:
+    """``n_images`` canvases with exactly ``n_digits`` of MNIST's test digits whose ink does not overlap.
+
+    Digits are drawn, then positions are rejection-sampled, uniform over those that keep the digits'
+    tight ink boxes apart and their centres 3/4 of a digit apart (the training canvases' rule); digits
+    that find no place in ``PLACEMENT_TRIES`` tries are drawn again.
+    Returns the canvases (true boxes: each digit's ``digit_size`` square, as in ``make_multi_mnist``)
+    and how many canvases had their digits drawn again.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    digits, labels = load_mnist("test")
+    patches = resize_digits(digits.float(), digit_size)[:, 0]
+    ink = ink_boxes(patches)
+    min_sq = (0.75 * digit_size) ** 2  # make_multi_mnist's default distance between centres
+    chosen = torch.randint(len(digits), (n_images, n_digits), generator=generator)
+    offsets = torch.zeros(n_images, n_digits, 2, dtype=torch.long)
+    spent = torch.zeros(n_images, dtype=torch.long)
+    todo, redrawn = torch.arange(n_images), 0
+    while todo.numel():
+        tries = max(1, min(PLACEMENT_TRIES, PLACEMENT_BUDGET // todo.numel()))
+        candidates = torch.randint(canvas - digit_size + 1, (todo.numel(), tries, n_digits, 2),
+                                   generator=generator)
+        i, j = torch.triu_indices(n_digits, n_digits, offset=1)
+        far = ((candidates[:, :, i] - candidates[:, :, j]).pow(2).sum(-1) >= min_sq).all(-1)
+        apart = far & boxes_apart(ink[chosen[todo]][:, None] + candidates.repeat(1, 1, 1, 2))
+        found = apart.any(1)
+        offsets[todo[found]] = candidates[found, apart[found].to(torch.int8).argmax(1)]
+        spent[todo] += tries
+        todo = todo[~found]
+        stuck = todo[spent[todo] >= PLACEMENT_TRIES]
+        redrawn += stuck.numel()
+        if redrawn > n_images:
+            raise ValueError(f"{n_digits} digits of {digit_size} pixels rarely fit apart on a {canvas}-pixel "
+                             "canvas: use smaller digits or a larger canvas")
+        chosen[stuck] = torch.randint(len(digits), (stuck.numel(), n_digits), generator=generator)
+        spent[stuck] = 0
+    images = place_digits(patches[chosen], offsets, canvas)
+    corner = offsets.float()
+    centre = corner + digit_size / 2
+    z_where = torch.cat([torch.full_like(centre[..., :1], digit_size / canvas), 2 * centre / canvas - 1], -1)
+    data = MultiMNIST(images=images, counts=torch.full((n_images,), n_digits), boxes=torch.cat(
+        [corner, corner + digit_size], -1), classes=labels[chosen], z_where=z_where, digit_indices=chosen,
+        seed=seed, canvas=canvas, digit_size=digit_size, min_center_distance=0.75 * digit_size)
+    return data, redrawn
+
+
+def beyond_canvases(n_images: int = 2000, data_seed: int = TEST_DATA_SEED) -> tuple[dict, dict]:
+    """The canvases of ``BEYOND_SETS``, each from its own stream, and how many had their digits drawn again
+    (both keyed by (digits, digit size))."""
+    made = {(k, size): canvases_apart(n_images, k, derived_seed(data_seed, BEYOND_STREAM + i), size)
+            for i, (k, size) in enumerate(BEYOND_SETS)}
+    return {key: data for key, (data, _) in made.items()}, {key: redrawn for key, (_, redrawn) in made.items()}
+
+
+def window_boxes(trace: AIRTrace, canvas: int) -> torch.Tensor:
+    """(B, N, 4) every step's window as a box (x0, y0, x1, y1) in pixels (present or not)."""
+    centre = (trace.where[..., 1:] + 1) * canvas / 2
+    half = (trace.scale * canvas / 2)[..., None]
+    return torch.cat([centre - half, centre + half], -1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(P, 4) and (T, 4) boxes (x0, y0, x1, y1) -> (P, T) intersection over union."""
+    inter = (torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2]))
+    inter = inter.clamp(min=0).prod(-1)
+    area_a, area_b = (a[:, 2:] - a[:, :2]).prod(-1), (b[:, 2:] - b[:, :2]).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def matched_ious(found: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """The IoUs of the pairs of a Hungarian matching of ``found`` to ``true`` boxes that maximises total IoU."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not len(found) or not len(true):
+        return torch.zeros(0)
+    iou = box_iou(found.double(), true.double())
+    rows, cols = linear_sum_assignment(iou.numpy(), maximize=True)
+    return iou[rows, cols]
+
+
+@torch.no_grad()
+def box_report(model: AIR, data: MultiMNIST, max_steps: int | None = None, batch_size: int = 1000) -> dict:
+    """Mean IoU of the greedy windows with the true boxes over matched pairs, and the fraction of true
+    boxes matched with IoU >= 0.5."""
+    device = next(model.parameters()).device
+    ious = []
+    for start in range(0, len(data), batch_size):
+        trace = model(data.images[start:start + batch_size].to(device), greedy=True, keep_images=False,
+                      max_steps=max_steps)
+        found, pres = window_boxes(trace, data.canvas).cpu(), trace.pres.bool().cpu()
+        ious += [matched_ious(found[n][pres[n]], data.boxes[start + n][data.present[start + n]])
+                 for n in range(len(found))]
+    ious = torch.cat(ious)
+    return {"mean_iou": round(float(ious.mean()), 4),
+            "match_rate_iou50": round(float((ious >= 0.5).sum() / data.present.sum()), 4)}
+
+
+def beyond_protocol(n_images: int, n_standard: int, redrawn: dict, data_seed: int = TEST_DATA_SEED) -> str:
+    return (f"greedy inference of the shipped model (trained with 3 steps on 0-2 digits, 50 x 50 canvases). "
+            f"count_accuracy_by_digits: {n_images} canvases each with exactly 3, 4 (24-pixel digits, as in "
+            f"training) and 5 digits, counted in up to {BEYOND_STEPS} steps (count_accuracy_by_digits_3_steps: "
+            "in the trained 3); five 24-pixel digits do not fit apart on the 50 x 50 canvas the model reads, "
+            f"so the 5-digit canvases have {SMALL_DIGIT}-pixel digits (a 63 x 63 canvas at 50 x 50), and "
+            f"count_accuracy_by_digits_small repeats 3 and 4 digits at {SMALL_DIGIT} pixels. Digits from MNIST's test "
+            "split; positions rejection-sampled so that the digits' tight ink boxes (non-zero pixels) do not "
+            f"overlap and their centres are 3/4 of a digit apart, as in the training canvases (streams {BEYOND_STREAM}.. of data seed {data_seed}); digits that found no place in "
+            f"{PLACEMENT_TRIES} tries were drawn again (redraws: " + ", ".join(
+                f"{k} digits of {size} px {n}" for (k, size), n in redrawn.items()) + "). mean_iou and "
+            "box_match_rate_iou50: "
+            "windows of the present steps against the true boxes (each digit's placed square), Hungarian "
+            "matching on IoU, mean over matched pairs and the fraction of true boxes matched with IoU >= 0.5; "
+            f"'0-2' and '3' on the {n_standard} standard test canvases of each kind (fresh_test_canvases, "
+            f"3 steps), '4' and '5' on the sets above ({BEYOND_STEPS} steps)")
+
+
+def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
+                  data_seed: int = TEST_DATA_SEED) -> dict:
+    """Counting beyond training and box quality: the results body (see ``beyond_protocol``)."""
+    sets, redrawn = beyond_canvases(n_images, data_seed)
+    standard = fresh_test_canvases(n_standard, data_seed)
+    main = BEYOND_SETS[:3]  # 3 and 4 digits of 24 pixels, 5 smaller
+    found = {key: count_objects(model, data.images, max_steps=BEYOND_STEPS) for key, data in sets.items()}
+
+    def accuracy(key, steps=BEYOND_STEPS):
+        counted = found[key] if steps == BEYOND_STEPS else count_objects(model, sets[key].images, max_steps=steps)
+        return round(float((counted == sets[key].counts).float().mean()), 5)
+
+    boxes = {"0-2": box_report(model, standard[""]), "3": box_report(model, standard["three_digit_"]),
+             **{str(k): box_report(model, sets[k, size], BEYOND_STEPS) for k, size in main[1:]}}
+    return {
+        "count_accuracy_by_digits": {str(k): accuracy((k, size)) for k, size in main},
+        "count_accuracy_by_digits_3_steps": {str(k): accuracy((k, size), model.config.max_steps)
+                                             for k, size in main},
+        "count_accuracy_by_digits_small": {str(k): accuracy((k, SMALL_DIGIT)) for k in (3, 4, 5)},
+        "found_counts_by_digits": {str(k): torch.bincount(found[k, size], minlength=BEYOND_STEPS + 1).tolist()
+                                   for k, size in main},
+        "mean_iou": {k: row["mean_iou"] for k, row in boxes.items()},
+        "box_match_rate_iou50": {k: row["match_rate_iou50"] for k, row in boxes.items()},
+        "beyond_protocol": beyond_protocol(n_images, n_standard, redrawn, data_seed),
+    }
+
+
 # --- the recorded experiment: results/air.json ----------------------------------------------------
 def _jobs(scale: str) -> list[Job]:
     seeds = SEEDS if scale == "full" else SEEDS[:1]
@@ -275,6 +453,8 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         if pixel_std == PIXEL_STD:
             rec.ship(out.runs / chosen, checkpoints=out.checkpoints, note=how)
             body.update(results, notes=f"{_describe(recipe, len(runs))}. The shipped run is {how}.")
+            shipped, _ = load_air_run(out.runs / chosen, pick_device())
+            body.update(beyond_report(shipped, n_images=n_images // 5, n_standard=n_images))
         else:
             body[f"variant_pixel_std_{pixel_std:g}"] = {
                 **results, "shipped_checkpoint": None, "inference": recipe.inference,

@@ -112,7 +112,7 @@ class AIRConfig:
 
 @dataclass
 class AIRTrace:
-    """Everything one pass of inference produced, step by step (N = max_steps).
+    """Everything one pass of inference produced, step by step (N steps: max_steps, or the number asked for).
 
     ``pres`` (B, N) 0/1; ``where`` (B, N, 3) as (log s, x, y); ``what`` (B, N, z_what);
     ``pres_prob`` (B, N); ``glimpses`` (B, N, 1, w, w) the crops the encoder saw;
@@ -221,20 +221,23 @@ class AIR(nn.Module):
         rows = sum(image[:, 0, i::p, :] for i in range(p))
         return (sum(rows[:, :, j::p] for j in range(p)) / (p * p)).flatten(1)
 
-    def forward(self, x: torch.Tensor, greedy: bool = False, keep_images: bool = True) -> AIRTrace:
+    def forward(self, x: torch.Tensor, greedy: bool = False, keep_images: bool = True,
+                max_steps: int | None = None) -> AIRTrace:
         """Infer objects in canvases ``x`` (B, 1, H, W).
 
         ``greedy`` takes each latent's most likely value instead of a sample;
         ``keep_images`` keeps every step's glimpse, its reconstruction and its
         painted object in the trace (for pictures; counting does without).
+        ``max_steps`` allows more (or fewer) steps than the model was trained
+        with; the same weights run every step, so only the loop is longer.
         """
         x = self.check_canvas(x)
-        return self._infer(x, greedy, keep_images=keep_images, keep_baseline_inputs=False)
+        return self._infer(x, greedy, keep_images=keep_images, keep_baseline_inputs=False, max_steps=max_steps)
 
     def _infer(self, x: torch.Tensor, greedy: bool, keep_images: bool = False,
-               keep_baseline_inputs: bool = True) -> AIRTrace:
+               keep_baseline_inputs: bool = True, max_steps: int | None = None) -> AIRTrace:
         c = self.config
-        b, n = x.shape[0], c.max_steps
+        b, n = x.shape[0], max_steps or c.max_steps
         canvas = torch.zeros_like(x)
         alive = x.new_ones(b)
         pooled_x = self._pool(x)
@@ -336,15 +339,18 @@ class AIR(nn.Module):
 
 
 @torch.no_grad()
-def count_objects(model: AIR, images: torch.Tensor, batch_size: int = 1000, greedy: bool = True) -> torch.Tensor:
-    """The number of objects ``model`` finds in each canvas (N,), in batches, on the model's device."""
+def count_objects(model: AIR, images: torch.Tensor, batch_size: int = 1000, greedy: bool = True,
+                  max_steps: int | None = None) -> torch.Tensor:
+    """The number of objects ``model`` finds in each canvas (N,), in batches, on the model's device
+    (in at most ``max_steps`` steps; None: the model's own number)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     counts = []
     try:
         for start in range(0, len(images), batch_size):
-            trace = model(images[start:start + batch_size].to(device), greedy=greedy, keep_images=False)
+            trace = model(images[start:start + batch_size].to(device), greedy=greedy, keep_images=False,
+                          max_steps=max_steps)
             counts.append(trace.counts.cpu())
     finally:
         model.train(was_training)

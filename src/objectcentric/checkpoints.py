@@ -1,16 +1,16 @@
-"""Checkpoints: save atomically, load with clear errors, ship with a manifest.
+"""Checkpoints: save atomically, load with clear errors, check shipped ones against the manifest.
 
 A training checkpoint holds everything needed to resume bit for bit (model,
 optimizer, scheduler, history, RNG state). A shipped checkpoint, under
 ``checkpoints/``, keeps only the model and its history, and is listed in
-``checkpoints/manifest.json`` with its sha256 and the command that made it.
+``checkpoints/manifest.json`` with its sha256 and the command that made it
+(written only by :func:`objectcentric.records.ship`).
 """
 
 import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -122,13 +122,6 @@ def _describe(config) -> str:
     return ", ".join(f"{k}={v}" for k, v in (config or {}).items())
 
 
-def export_checkpoint(training_checkpoint: str | Path, destination: str | Path) -> Path:
-    """Keep only what readers need (model and history) from a training checkpoint."""
-    payload = read_checkpoint(training_checkpoint)
-    keep = ("model_class", "model_config", "model_state", "history", "epoch", "train_config", "wall_time_s")
-    return save_checkpoint(destination, {k: payload[k] for k in keep if k in payload})
-
-
 # --- the manifest of shipped checkpoints ---------------------------------------------
 def read_manifest(directory: str | Path | None = None) -> dict:
     """The manifest of shipped checkpoints; a damaged one is a ``CheckpointError`` naming the file."""
@@ -175,23 +168,3 @@ def load_shipped(name: str, model: nn.Module, directory: str | Path | None = Non
 def read_shipped(name: str, directory: str | Path | None = None) -> dict:
     """The payload of shipped checkpoint ``name`` (frames, several models), checked against the manifest."""
     return read_checkpoint(verify_shipped(name, directory))
-
-
-def load_or_train(name: str, model: nn.Module, train: Callable[[], list], mode: str) -> tuple[list, bool]:
-    """Load shipped checkpoint ``name`` in read mode if present, otherwise call ``train``.
-
-    Returns ``(history, loaded)``: the recorded history and True when the
-    checkpoint was loaded, the new history and False when ``train`` ran.
-    Quick and train modes always train.
-    """
-    if mode == "read":
-        try:
-            path = checkpoint_dir() / name
-        except CheckpointError:
-            path = None
-        if path is not None and path.is_file():
-            history = load_shipped(name, model, path.parent)["history"]
-            print(f"Loaded the shipped checkpoint {path.name}; set OBJECTCENTRIC_TRAIN=1 to train instead.")
-            return history, True
-        print(f"No shipped checkpoint {name}: training at full settings.")
-    return train(), False

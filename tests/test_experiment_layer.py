@@ -41,7 +41,7 @@ def test_a_recipe_survives_its_stored_settings_and_names_its_run():
 
 def test_every_chapter_registers_a_recipe_and_every_model_config_is_a_dataclass():
     registry = load_all()
-    assert {"vae", "beta_vae", "air"} <= set(registry)
+    assert {"vae", "beta_vae", "categorical_vae", "dvae", "air"} <= set(registry)
     for name, cls in registry.items():
         model = cls().at_scale("quick").build_model()
         assert dataclasses.is_dataclass(model.config), f"{name}: {type(model).__name__}.config is not a dataclass"

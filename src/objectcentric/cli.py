@@ -159,11 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweeps = commands.add_parser("sweep", help="several seeds of one recipe, through submitit")
     sweep_models = sweeps.add_subparsers(dest="model", required=True, metavar="MODEL")
     for name, cls in sorted(registry.items()):
-        one = models.add_parser(name, help=f"Chapter {cls.chapter}: {cls.__doc__.splitlines()[0]}")
+        one = models.add_parser(name, help=cls.__doc__.splitlines()[0])
         _add_recipe_flags(one, cls)
         _add_run_flags(one)
         one.set_defaults(handler=_train)
-        many = sweep_models.add_parser(name, help=f"Chapter {cls.chapter}: {cls.__doc__.splitlines()[0]}")
+        many = sweep_models.add_parser(name, help=cls.__doc__.splitlines()[0])
         _add_recipe_flags(many, cls)
         many.add_argument("--seeds", type=parse_seeds, required=True, help="e.g. 0-4 or 0,3,7")
         many.add_argument("--out", help="sweep folder (default runs/sweeps/<run name>)")

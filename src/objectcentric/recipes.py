@@ -30,6 +30,7 @@ from .checkpoints import plain_data
 RECIPE_MODULES = (
     "objectcentric.experiments.vae",
     "objectcentric.experiments.beta_vae",
+    "objectcentric.experiments.spatial_transformer",
     "objectcentric.experiments.estimators",
     "objectcentric.experiments.dvae",
     "objectcentric.experiments.air",

@@ -320,3 +320,9 @@ def test_traversal_explorer_links_every_control_in_the_browser():
     assert tile_frames(np.zeros((4, 3, 6, 6))).shape == (4 * 7 - 1, 3 * 7 - 1)
     with pytest.raises(ValueError, match="same β values"):
         traversal_explorer({"balls": {"fc": {1.0: None}, "conv": {2.0: None}}}, values)
+
+
+def test_a_shipped_beta_vae_file_names_the_seed_of_its_run():
+    recipe = bv.BetaVAERecipe(beta=4.0)
+    assert recipe.shipped_name() == "beta_vae_shapes_conv_beta4_seed0.pt"
+    assert recipe.shipped_name(3) == "beta_vae_shapes_conv_beta4_seed3.pt"

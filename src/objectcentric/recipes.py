@@ -101,8 +101,8 @@ class Recipe:
         parts = [self.name] + [f"{k}{_short(v)}" for k, v in sorted(self.changed().items())]
         return "_".join(parts + (["quick"] if self.quick else []) + [f"seed{seed}"])
 
-    def shipped_name(self) -> str | None:
-        """The file under ``checkpoints/`` that a run of this recipe ships to (None: not shipped)."""
+    def shipped_name(self, seed: int = 0) -> str | None:
+        """The file under ``checkpoints/`` that a run of this recipe and seed ships to (None: not shipped)."""
         return None
 
     # --- what a run needs -----------------------------------------------------------------

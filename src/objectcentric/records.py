@@ -137,7 +137,7 @@ def ship(run: str | Path, *, expect: str | None = None, checkpoints: str | Path 
     if recipe.quick and directory.resolve() == checkpoint_dir().resolve():
         raise CheckpointError(f"{path} is a quick-scale run: its numbers are not results, and it is not "
                               "shipped into the book's checkpoints/")
-    name = recipe.shipped_name()
+    name = recipe.shipped_name(identity["seed"])
     if name is None:
         raise CheckpointError(f"the {recipe.name!r} recipe ships no checkpoint")
     model = recipe.build_model()

@@ -145,7 +145,7 @@ def load_or_train(recipe: Recipe, mode: str, seed: int = 0, *, run_dir: str | Pa
     """
     from .checkpoints import checkpoint_dir, load_shipped
 
-    name = recipe.shipped_name()
+    name = recipe.shipped_name(seed)
     if mode == "read" and name is not None:
         try:
             path = checkpoint_dir() / name

@@ -137,7 +137,7 @@ class AIRRecipe(Recipe):
         return {**super().metrics(model, history),
                 SELECTED_BY: statistics.mean(r["val_count_accuracy"] for r in last)}
 
-    def shipped_name(self) -> str | None:
+    def shipped_name(self, seed: int = 0) -> str | None:
         """``air_multi_mnist_<inference>.pt`` for the chapter's pixel std; other pixel stds are not shipped."""
         return f"air_multi_mnist_{self.inference}.pt" if self.pixel_std == PIXEL_STD else None
 

@@ -174,14 +174,14 @@ class BetaVAERecipe(Recipe):
         images, _ = make_dataset(self.dataset, self.n_val, "val", pick_device())
         return elbo_evaluator(images[:1000].float())
 
-    def shipped_name(self) -> str | None:
+    def shipped_name(self, seed: int = 0) -> str | None:
         """``beta_vae_shapes_conv_beta4_seed0.pt`` for the models the chapter decodes live, else None.
 
-        The book ships seed 0's run of these configurations (collect ships no other seed).
+        The file names the run's seed; the book ships seed 0's runs (collect ships no other seed).
         """
         if (self.dataset, self.architecture) != ("shapes", SHAPES_ARCHITECTURE) or self.beta not in SHIPPED_SHAPES_BETAS:
             return None
-        return checkpoint_name(run_key(self.dataset, self.architecture, self.beta, 0))
+        return checkpoint_name(run_key(self.dataset, self.architecture, self.beta, seed))
 
 
 def sweep_jobs(scale: str = "full", datasets=DATASETS) -> list[Job]:

@@ -296,7 +296,7 @@ class DVAERecipe(Recipe):
         """(kind, dataset, estimator, k, variant): what names a configuration in the results."""
         return self.kind, self.dataset, self.estimator, self.k, self.variant
 
-    def shipped_name(self) -> str | None:
+    def shipped_name(self, seed: int = 0) -> str | None:
         """``dvae_st_fullmnist.pt`` for the main configuration (D-VAE-ST, FullMNIST, exact, K = 10, robust)."""
         return checkpoint_name() if self.configuration() == MAIN else None
 

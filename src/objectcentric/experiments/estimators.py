@@ -100,7 +100,7 @@ class CategoricalVAERecipe(Recipe):
 
         return evaluate
 
-    def shipped_name(self) -> str:
+    def shipped_name(self, seed: int = 0) -> str:
         """``categorical_vae_k<K>.pt``, whatever the estimator: the best run of the experiment ships there."""
         return f"categorical_vae_k{self.num_classes}.pt"
 

@@ -85,7 +85,7 @@ class STNRecipe(Recipe):
         data = distorted_mnist("val", n=self.n_val, seed=self.data_seed)
         return lambda model: evaluate(model, data)
 
-    def shipped_name(self) -> str | None:
+    def shipped_name(self, seed: int = 0) -> str | None:
         return "stn_distorted_mnist.pt" if self.model == "stn" else None
 
 

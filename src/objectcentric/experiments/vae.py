@@ -91,7 +91,7 @@ class VAERecipe(Recipe):
     def evaluator(self):
         return elbo_evaluator(validation_set(self.n_val))
 
-    def shipped_name(self) -> str:
+    def shipped_name(self, seed: int = 0) -> str:
         return checkpoint_name(self.latent_dim)
 
 

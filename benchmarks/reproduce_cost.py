@@ -16,7 +16,6 @@ with the GPU minutes that the recorded GPU runs of some chapters imply
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from objectcentric import records
 from objectcentric.data.mnist import DatasetUnavailableError
 from objectcentric.recipes import load_all
-from objectcentric.runner import EXPERIMENTS, configure_device
+from objectcentric.runner import EXPERIMENTS, configure_device, steps_of
 from objectcentric.train import Stop, fit, pick_device
 
 
@@ -44,7 +43,7 @@ def time_recipe(recipe, device, warmup: int, steps: int) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - before) / steps
-    planned = recipe.epochs * math.ceil(len(data) / recipe.batch_size)
+    planned = steps_of(recipe, len(data))
     return {"seconds_per_step": round(per_step, 5), "planned_steps": planned, "data_seconds": round(data_s, 1),
             "train_hours": round(per_step * planned / 3600, 3)}
 

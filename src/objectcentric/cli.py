@@ -45,11 +45,11 @@ def _flag(name: str) -> str:
 def _add_recipe_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per recipe setting, typed and with its default (and choices) from the recipe."""
     group = parser.add_argument_group(f"{cls.name} settings (the recipe {cls.__name__})")
-    defaults = cls()
+    defaults, kinds = cls(), field_types(cls)
     for field in dataclasses.fields(cls):
         if field.name == "quick":
             continue
-        kind = field_types(cls)[field.name]
+        kind = kinds[field.name]
         default = getattr(defaults, field.name)
         help_text = cls.HELP.get(field.name, field.name.replace("_", " "))
         if kind is bool:

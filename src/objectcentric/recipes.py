@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,16 +181,8 @@ def from_settings(name: str, settings: dict) -> Recipe:
     if unknown:
         raise RecipeError(f"recipe {name!r} has no setting {', '.join(unknown)}; "
                           f"its settings are {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {k: _as_field_type(v, hints.get(k)) for k, v in settings.items()}
-    return cls(**values)
-
-
-def _as_field_type(value, hint):
-    """A stored list goes back into a tuple field as a tuple."""
-    if isinstance(value, list) and hint is not None and "tuple" in str(hint).lower():
-        return tuple(_as_field_type(v, None) if not isinstance(v, list) else tuple(v) for v in value)
-    return value
+    kinds = field_types(cls)  # a stored list goes back into a tuple field as a tuple
+    return cls(**{k: tuple(v) if isinstance(v, list) and kinds[k] is tuple else v for k, v in settings.items()})
 
 
 def field_types(cls: type[Recipe]) -> dict[str, type]:
@@ -200,7 +193,7 @@ def field_types(cls: type[Recipe]) -> dict[str, type]:
         hint = hints[field.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = typing.get_origin(hint) or hint
-        if base in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if base in (typing.Union, types.UnionType) and args:
             base = typing.get_origin(args[0]) or args[0]
         out[field.name] = base
     return out

@@ -370,6 +370,7 @@ class _Loop:
         self.started = time.perf_counter()
         self.wall_before = result.wall_time_s
         self.steps_done = result.steps
+        self.batches_per_epoch = math.ceil(len(data) / recipe.batch_size)
         self.partial_state = None
         self.display = None
 
@@ -410,7 +411,7 @@ class _Loop:
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             self.steps_done += 1
             self.display.step(epoch, float(loss.detach()))
-            if self.stop is not None and index < math.ceil(len(self.data) / recipe.batch_size):
+            if self.stop is not None and index < self.batches_per_epoch:
                 reason = self.stop.reason(self.started, self.steps_done)
                 if reason:
                     self.result.stopped = reason

@@ -15,13 +15,25 @@
 # original fails at: a model trained on up to two digits that is shown three.
 
 # %%
-# On Colab: fetch the book's repository and install its package. Elsewhere this does nothing.
+# Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
+import os
+import subprocess
 import sys
 
+REPOSITORY = "https://github.com/objectcentric-book/objectcentric-book"
+CLONE = "/content/objectcentric-book"
 if "google.colab" in sys.modules:
-    # !git clone --depth 1 https://github.com/objectcentric-book/objectcentric-book /content/objectcentric-book
-    # %pip install --quiet /content/objectcentric-book
-    # %cd /content/objectcentric-book/notebooks
+    try:
+        if not os.path.isdir(CLONE):
+            subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, CLONE], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", CLONE], check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(
+            f"Could not fetch or install the book's code from {REPOSITORY}: {error}.\n"
+            "Check that this runtime can reach GitHub and run this cell again; or upload "
+            f"a copy of the repository to {CLONE} and run it again."
+        ) from None
+    os.chdir(os.path.join(CLONE, "notebooks"))
 
 # %% [markdown]
 # ## Set-up

@@ -105,30 +105,44 @@ def in_notebook() -> bool:
     return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _plotted(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("epoch", "seconds", "lr")}
+def _plotted(record: dict, keys=None) -> dict:
+    """The curves of one epoch record: every number but the bookkeeping, or only ``keys`` (and their ``val_``)."""
+    if keys is not None:
+        keys = {*keys, *(f"val_{k}" for k in keys)}
+    return {k: v for k, v in record.items()
+            if k not in ("epoch", "seconds", "lr") and (keys is None or k in keys)}
 
 
 class LivePlot:
     """A livelossplot figure fed one epoch record at a time (``val_*`` keys pair with train keys)."""
 
-    def __init__(self):
+    def __init__(self, keys=None):
+        self.keys = keys
         from livelossplot import PlotLosses
+        from livelossplot.main_logger import COMMON_NAME_SHORTCUTS
         from livelossplot.outputs import MatplotlibPlot
 
-        self.plot = PlotLosses(outputs=[MatplotlibPlot()])
+        from .book import label_curve_axes
+
+        raw = {shown: key for key, shown in COMMON_NAME_SHORTCUTS.items()}  # "Log Loss (...)" -> "loss"
+
+        def after_subplot(ax, group_name: str, x_label: str) -> None:
+            label_curve_axes(ax, raw.get(group_name, group_name), x_label)
+
+        self.plot = PlotLosses(outputs=[MatplotlibPlot(cell_size=(5, 3.2), max_cols=3,
+                                                       after_subplot=after_subplot)])
 
     def update(self, record: dict, draw: bool = True) -> None:
-        self.plot.update(_plotted(record), current_step=record["epoch"])
+        self.plot.update(_plotted(record, self.keys), current_step=record["epoch"])
         if draw:
             self.plot.send()
 
 
-def replay_history(history: list[dict]) -> None:
-    """Draw a recorded history as the same loss plot that training showed live."""
+def replay_history(history: list[dict], keys=None) -> None:
+    """Draw a recorded history as the same loss plot that training showed live (only ``keys``, if given)."""
     if not history:
         raise ValueError("the history is empty: nothing to plot")
-    plot = LivePlot()
+    plot = LivePlot(keys)
     for i, record in enumerate(history):
         plot.update(record, draw=i == len(history) - 1)
 

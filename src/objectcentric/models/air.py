@@ -42,6 +42,15 @@ Deviations from seed 002's settings, and why:
   resolution, and the first layer, the costliest of the model, shrinks 4 x.
 - the KL terms of an object's where and what count only for present objects
   (as in Pyro's AIR; seed 002 charged them to every step reached).
+
+**What describes one object is pluggable.** The loop above needs only three
+things from the part that describes an object's appearance, its *describer*:
+``describe(glimpse, greedy)`` (the latent code, its KL term and anything else
+to keep in the trace), ``paint(code, scale, shift, canvas)`` (the object on
+the canvas) and ``decode(code)`` (its reconstruction inside the window, for
+pictures). :class:`WhatVAE`, AIR's Gaussian what-VAE, is one; Chapter 7's
+DAIR (:mod:`objectcentric.models.dair`) plugs in a class and a deformed
+prototype instead and keeps everything else of AIR.
 """
 
 from __future__ import annotations
@@ -153,11 +162,16 @@ class AIRTrace:
 
 
 class WhatVAE(nn.Module):
-    """Encoder and decoder of one object's appearance: glimpse (w x w) <-> z_what."""
+    """Encoder and decoder of one object's appearance: glimpse (w x w) <-> z_what (Chapter 6, AIR).
+
+    AIR's describer (see the module docstring): a Gaussian code with a
+    standard normal prior, decoded to a glimpse painted into the window.
+    """
 
     def __init__(self, window: int, hidden: int, z_what: int, glimpse_bias: float):
         super().__init__()
         self.window = window
+        self.latent_size = z_what
         self.encoder = mlp([window * window, hidden, 2 * z_what])
         self.decoder = mlp([z_what, hidden, window * window])
         # Seed 002: a negative bias makes new glimpses faint, so objects start small in the cost.
@@ -168,12 +182,36 @@ class WhatVAE(nn.Module):
         return Normal(loc, log_std.exp(), validate_args=False)
 
     def decode(self, z_what: torch.Tensor) -> torch.Tensor:
+        """z_what (B, z_what) -> the reconstructed glimpse (B, 1, w, w) in [0, 1]."""
         logits = self.decoder(z_what) + self.glimpse_bias
         return torch.sigmoid(logits).view(-1, 1, self.window, self.window)
 
+    def describe(self, glimpse: torch.Tensor, greedy: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Glimpses (B, 1, w, w) -> ``(z_what (B, z_what), KL(q || N(0, I)) (B,), {})``.
+
+        ``greedy`` takes the posterior mean instead of a sample.
+        """
+        q_what = self.encode(glimpse)
+        what = q_what.loc if greedy else q_what.rsample()
+        kl = kl_divergence(q_what, Normal(torch.zeros_like(what), 1.0, validate_args=False)).sum(-1)
+        return what, kl, {}
+
+    def paint(self, what: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+              canvas: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_what (B, z_what) and windows -> ``(painted (B, 1, canvas, canvas), patch (B, 1, w, w))``."""
+        patch = self.decode(what)
+        return crop_window(patch, 1.0 / scale, -shift / scale[:, None], canvas), patch
+
 
 class AIR(nn.Module):
-    """Attend, Infer, Repeat; see the module docstring. ``AIR(AIRConfig(...))``."""
+    """Attend, Infer, Repeat (Chapter 6, AIR); see the module docstring. ``AIR(AIRConfig(...))``.
+
+    Subclasses change what describes one object by overriding
+    :meth:`_build_describer` and :meth:`_latent_size` (and ``TRACE``, the
+    trace class, to hold what their describer records).
+    """
+
+    TRACE: type = AIRTrace
 
     def __init__(self, config: AIRConfig | None = None):
         super().__init__()
@@ -182,10 +220,10 @@ class AIR(nn.Module):
         if config.inference == "difference":
             where_in = config.pooled_pixels
         else:  # canvas, previous latents, previous state
-            where_in = config.pooled_pixels + (1 + 3 + config.z_what) + config.where_hidden
+            where_in = config.pooled_pixels + (1 + 3 + self._latent_size()) + config.where_hidden
         self.where_body = mlp([where_in, config.where_hidden, config.where_hidden])
         self.where_head = nn.Linear(config.where_hidden, n_where)
-        self.what = WhatVAE(config.window, config.what_hidden, config.z_what, config.glimpse_bias)
+        self.what = self._build_describer()
         # The baseline reads what is left to explain before the step, and which step it is.
         self.baseline = NVIL(in_features=config.pooled_pixels + config.max_steps, hidden=64)
         self._initialise_where_head()
@@ -193,6 +231,15 @@ class AIR(nn.Module):
         self.register_buffer("prior_where_loc", torch.tensor([log_scale_loc, 0.0, 0.0]))
         self.register_buffer("prior_where_std", torch.tensor([log_scale_std, config.prior_shift_std,
                                                               config.prior_shift_std]))
+
+    def _latent_size(self) -> int:
+        """The length of one object's code (what the recurrent network reads of the previous step)."""
+        return self.config.z_what
+
+    def _build_describer(self) -> nn.Module:
+        """The module that describes one object (see the module docstring): AIR's :class:`WhatVAE`."""
+        c = self.config
+        return WhatVAE(c.window, c.what_hidden, c.z_what, c.glimpse_bias)
 
     def _initialise_where_head(self) -> None:
         """Start every step at the prior's where, a small spread and P(z_pres = 1) = 0.88 (seed 002)."""
@@ -235,7 +282,13 @@ class AIR(nn.Module):
         return self._infer(x, greedy, keep_images=keep_images, keep_baseline_inputs=False, max_steps=max_steps)
 
     def _infer(self, x: torch.Tensor, greedy: bool, keep_images: bool = False,
-               keep_baseline_inputs: bool = True, max_steps: int | None = None) -> AIRTrace:
+               keep_baseline_inputs: bool = True, max_steps: int | None = None,
+               keep_painted: bool = False) -> AIRTrace:
+        """The inference loop: canvases (B, 1, H, W) -> the trace (``self.TRACE``).
+
+        ``keep_painted`` keeps every step's painted object without the glimpses
+        and patches (a loss that needs each object's share of the canvas).
+        """
         c = self.config
         b, n = x.shape[0], max_steps or c.max_steps
         canvas = torch.zeros_like(x)
@@ -243,7 +296,7 @@ class AIR(nn.Module):
         pooled_x = self._pool(x)
         pooled_canvas = torch.zeros_like(pooled_x)
         state = x.new_zeros(b, c.where_hidden)
-        previous = x.new_zeros(b, 1 + 3 + c.z_what)
+        previous = x.new_zeros(b, 1 + 3 + self._latent_size())
         steps = torch.eye(n, device=x.device, dtype=x.dtype)
         prior_pres = Bernoulli(probs=x.new_full((b,), c.prior_pres), validate_args=False)
         prior_where = Normal(self.prior_where_loc, self.prior_where_std, validate_args=False)
@@ -266,16 +319,16 @@ class AIR(nn.Module):
             q_where = Normal(where_loc, where_log_std.exp(), validate_args=False)
             where = where_loc if greedy else q_where.rsample()
             scale, shift = where[:, 0].exp(), where[:, 1:]
-            glimpse = crop_window(x, scale, shift, c.window)
-            q_what = self.what.encode(glimpse)
-            what = q_what.loc if greedy else q_what.rsample()
-            patch = self.what.decode(what)
-            painted = crop_window(patch, 1.0 / scale, -shift / scale[:, None], c.canvas)
+            glimpse = crop_window(x, scale, shift, self.what.window)
+            what, kl_what, recorded = self.what.describe(glimpse, greedy)
+            painted, patch = self.what.paint(what, scale, shift, c.canvas)
             canvas = canvas + painted * pres[:, None, None, None]
 
             out["kl_pres"].append(kl_divergence(q_pres, prior_pres) * alive)
             out["kl_where"].append(kl_divergence(q_where, prior_where).sum(-1) * pres)
-            out["kl_what"].append(kl_divergence(q_what, Normal(torch.zeros_like(what), 1.0, validate_args=False)).sum(-1) * pres)
+            out["kl_what"].append(kl_what * pres)
+            for name, value in recorded.items():  # the describer's own records; its KL parts masked too
+                out.setdefault(name, []).append(value * pres if name.startswith("kl_") else value)
             out["log_q_pres"].append(q_pres.log_prob(draw) * alive)
             if keep_baseline_inputs:
                 out["baseline_inputs"].append(torch.cat([residual, steps[i].expand(b, n)], 1).detach())
@@ -284,14 +337,17 @@ class AIR(nn.Module):
                                 ("pres_prob", torch.sigmoid(pres_logit))):
                 out[name].append(value)
             if keep_images:
+                patch = self.what.decode(what) if patch is None else patch
                 for name, value in (("glimpses", glimpse), ("patches", patch), ("painted", painted)):
                     out[name].append(value)
+            elif keep_painted:
+                out["painted"].append(painted)
             alive = pres
             pooled_canvas = pooled_canvas + self._pool(painted) * pres[:, None]
             if c.inference == "recurrent":
                 previous = torch.cat([pres[:, None], where, what], dim=1)
-        return AIRTrace(canvas=canvas, **{name: torch.stack(values, 1) if values else None
-                                          for name, values in out.items()})
+        return self.TRACE(canvas=canvas, **{name: torch.stack(values, 1) if values else None
+                                            for name, values in out.items()})
 
     # --- the objective ----------------------------------------------------------------------
     def log_likelihood(self, x: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
@@ -311,8 +367,20 @@ class AIR(nn.Module):
         """
         x = self.check_canvas(x)
         trace = self._infer(x, greedy=False)
-        w = self.config.kl_weight
         nll = -self.log_likelihood(x, trace.canvas)
+        return self._loss_terms(trace, nll, nll, counts)
+
+    def _loss_terms(self, trace: AIRTrace, nll: torch.Tensor, reconstruction: torch.Tensor,
+                    counts: torch.Tensor | None, extra_loss: torch.Tensor | None = None,
+                    extra_terms: dict | None = None) -> dict[str, torch.Tensor]:
+        """The terms of :meth:`loss` from a trace and its -log p(x | objects) ``nll`` (B,).
+
+        ``reconstruction`` (B,) is what the loss differentiates for the
+        reconstruction (AIR: ``nll`` itself; DAIR: ``nll``'s value with the
+        gradient of its class estimator); ``extra_loss`` is added to the loss
+        and ``extra_terms`` to the terms.
+        """
+        w = self.config.kl_weight
         object_kl = trace.kl_where + trace.kl_what                        # (B, N), 0 for absent objects
         kl = trace.kl_pres + object_kl
         # Cost each step's z_pres can change: the reconstruction, its object's KL and every later step's KL.
@@ -323,8 +391,9 @@ class AIR(nn.Module):
             trace.log_q_pres.reshape(b * n), cost_to_go.detach().reshape(b * n),
             trace.baseline_inputs.reshape(b * n, -1))
         total_kl = kl.sum(1)
+        loss = (reconstruction + w * total_kl + score.reshape(b, n).sum(1)).mean() + baseline_loss
         terms = {
-            "loss": (nll + w * total_kl + score.reshape(b, n).sum(1)).mean() + baseline_loss,
+            "loss": loss if extra_loss is None else loss + extra_loss,
             "nll": nll.mean().detach(),
             "kl": total_kl.mean().detach(),
             "kl_pres": trace.kl_pres.sum(1).mean().detach(),
@@ -333,6 +402,7 @@ class AIR(nn.Module):
             "baseline_loss": baseline_loss.detach(),
             "objects": trace.counts.float().mean(),
         }
+        terms.update(extra_terms or {})
         if counts is not None:
             terms["count_accuracy"] = (trace.counts == counts).float().mean()
         return terms

@@ -1,7 +1,5 @@
 """Pictures shared by the chapters: image grids, source listings, latent manifolds (Chapter 1)."""
 
-import inspect
-import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -9,15 +7,18 @@ import torch
 from torchvision.utils import make_grid
 
 
-def show_source(obj) -> None:
-    """Display the source code of a function or class from the library, as a highlighted block.
+def show_source(obj, open_: bool = False) -> None:
+    """Display the source code of a function or class from the library, highlighted, in a block
+    the reader unfolds (``open_``: shown unfolded).
 
     The chapters show the code they run instead of copying it, so the book
     and the package can never drift apart.
     """
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
-    display(Markdown(f"```python\n{textwrap.dedent(inspect.getsource(obj)).rstrip()}\n```"))
+    from .book import source_block
+
+    display(source_block(obj, open_=open_))
 
 
 def image_grid(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax=None):

@@ -330,6 +330,13 @@ def header_box(key: str, mode: str | None = None, device=None) -> _HTML:
                  f"{html.escape(chapter.title)}</p><dl>{body}</dl></div>")
 
 
+# Text legible on the page: figures at most 8 inches wide at 100 dpi fit the page at about 0.9x,
+# so 9-point text stays above 9 pixels.
+FIGURE_STYLE = {"figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 10,
+                "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+                "figure.titlesize": 11}
+
+
 def setup(key: str, train: bool = False, seed: int = 0):
     """A chapter's set-up: ``(mode, device)``, with the header box displayed and the seed set.
 
@@ -343,6 +350,9 @@ def setup(key: str, train: bool = False, seed: int = 0):
     from .modes import QUICK, TRAIN, run_mode
     from .train import pick_device
 
+    import matplotlib as mpl
+
+    mpl.rcParams.update(FIGURE_STYLE)
     mode = TRAIN if train and run_mode() != QUICK else run_mode()
     device = pick_device()
     torch.manual_seed(seed)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .records import results_dir
 
-__all__ = ["CHAPTERS", "CURVE_LABELS", "Chapter", "curve_label", "fmt", "how_measured", "pct", "setup",
+__all__ = ["CHAPTERS", "CURVE_LABELS", "Chapter", "Raw", "curve_label", "fmt", "how_measured", "pct", "setup",
            "table", "header_box", "source_block"]
 
 WORDS_PER_MINUTE = 180  # a technical text read with its figures
@@ -174,7 +174,13 @@ class _HTML:
         return re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", self.data)).strip()
 
 
+class Raw(str):
+    """A table cell that is already HTML (a link, say): :func:`table` does not escape it."""
+
+
 def _cell(value) -> str:
+    if isinstance(value, Raw):
+        return str(value)
     return html.escape(value if isinstance(value, str) else fmt(value))
 
 

@@ -1,6 +1,9 @@
 """Notebooks: committed clean, in step with their jupytext sources, and runnable on Colab."""
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -33,9 +36,34 @@ def test_notebook_matches_its_source_and_has_no_outputs(path):
     assert "".join(notebook["cells"][0]["source"]).startswith("# ")
 
 
+def _code_cells(path):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_notebook_sources_are_formatted():
+    """ruff format (line length 88, pyproject.toml) leaves every chapter's source as it is."""
+    ruff = Path(sys.executable).with_name("ruff")
+    sources = sorted(str(p) for p in (ROOT / "notebooks" / "src").glob("*.py"))
+    result = subprocess.run([str(ruff if ruff.exists() else "ruff"), "format", "--check", "--diff", *sources],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, "run `ruff format notebooks/src`:\n" + result.stdout[-3000:]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_colab_cell_installs_from_the_configured_repository(path):
-    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-    code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-    assert "google.colab" in code[0] and url in code[0], "the first code cell must install from " + url
-    assert "\n    !git clone" in code[0] and "\n    %pip install" in code[0], "the Colab magics must be live code"
+def test_code_lines_fit_the_page(path):
+    long = [line for code in _code_cells(path) for line in code.splitlines() if len(line) > 88]
+    assert not long, f"{path.name}: {len(long)} code line(s) over 88 columns, e.g. {long[0]!r}"
+
+
+PLUMBING = re.compile(r"^(?:import |from \S+ import |TRAIN = |MODE, device = book\.setup\(|display\(how_measured|"
+                      r"how_measured\(|book\.how_measured\(|display\(book\.how_measured|[)\]]|\s+\S)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_chapter_has_at_most_three_plumbing_cells(path):
+    """Plumbing: the Colab cell, the set-up cell, and cells that only import, set up or print provenance."""
+    code = _code_cells(path)
+    plumbing = [c for c in code if "google.colab" in c or all(
+        PLUMBING.match(line) for line in c.splitlines() if line.strip() and not line.lstrip().startswith("#"))]
+    assert len(plumbing) <= 3, (f"{path.name} has {len(plumbing)} plumbing cells; show provenance in the cell "
+                                "of the result it documents, and move helpers into src/objectcentric/chapters/")

@@ -26,13 +26,15 @@ CLONE = "/content/objectcentric-book"
 if "google.colab" in sys.modules:
     try:
         if not os.path.isdir(CLONE):
-            subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, CLONE], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", CLONE], check=True)
+            clone = ["git", "clone", "--depth", "1", REPOSITORY, CLONE]
+            subprocess.run(clone, check=True)
+        install = [sys.executable, "-m", "pip", "install", "--quiet", CLONE]
+        subprocess.run(install, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
         raise SystemExit(
-            f"Could not fetch or install the book's code from {{REPOSITORY}}: {{error}}.\\n"
-            "Check that this runtime can reach GitHub and run this cell again; or upload "
-            f"a copy of the repository to {{CLONE}} and run it again."
+            f"Could not fetch or install the book's code from {{REPOSITORY}}: "
+            f"{{error}}.\\nCheck that this runtime can reach GitHub and run this cell "
+            f"again; or upload a copy of the repository to {{CLONE}} and run it again."
         ) from None
     os.chdir(os.path.join(CLONE, "notebooks"))
 '''

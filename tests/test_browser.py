@@ -169,8 +169,8 @@ def reader_problems(seen: dict, errors: list[str]) -> list[str]:
         if not image["caption"]:
             problems.append(f"a figure without a caption: {image['src'][-60:]}")
         if not image["alt"] or re.search(r"[/\\\\]|\.(png|jpe?g|svg)$", image["alt"]):
-            problems.append(f"an image without alt text (alt={image['alt']!r}): {image['src'][-60:]}")
-    problems += [f"a code line over 88 columns ({len(line)}): {line[:60]}..." for line in seen["code"]
+            problems.append(f"an image without alt text: alt={image['alt']!r}, {image['src'][-60:]}")
+    problems += [f"a code line over 88 columns: ({len(line)}) {line[:60]}..." for line in seen["code"]
                  if len(line) > 88]
     problems += [f"console error: {e}" for e in errors]
     return problems

@@ -1,12 +1,14 @@
-"""A small Sphinx extension for the book's pages.
+"""A small Sphinx extension for the book's pages: no errors in the browser console.
 
-sphinx-thebe registers its configuration script once per build pass, so every
-page declared ``const THEBE_JS_URL`` twice and logged an error in the browser
-console. This drops repeated scripts from each page.
+- sphinx-thebe registers its configuration script once per build pass, so every
+  page declared ``const THEBE_JS_URL`` twice; repeated scripts are dropped.
+- the theme reads its colour mode from ``default_mode``, which nothing sets, and
+  logged "Got invalid theme mode" on a first visit; it is set to "auto".
 """
 
 
 def _unique_scripts(app, pagename, templatename, context, doctree):
+    context.setdefault("default_mode", "auto")
     scripts = context.get("script_files")
     if not scripts:
         return

@@ -3,6 +3,7 @@
     python benchmarks/estimators.py toys        # variance/bias/timing at fixed parameters, toy curves (CPU, minutes)
     python benchmarks/estimators.py vae --device cuda --max-parallel 6   # the discrete VAE: exact + every estimator
                                                 # x the recorded seeds; the best held-out run shipped
+    python benchmarks/estimators.py trained     # the gradients' noise at the shipped, trained discrete VAE
     python benchmarks/estimators.py toys --quick   # a smoke test: into runs/estimators/quick/results
 
 Both parts are the chapter's experiment (``python -m objectcentric reproduce
@@ -17,14 +18,14 @@ import argparse
 from pathlib import Path
 
 from objectcentric.checkpoints import checkpoint_dir
-from objectcentric.experiments.estimators import vae_jobs, write_toys, write_vae
+from objectcentric.experiments.estimators import vae_jobs, write_toys, write_trained_variance, write_vae
 from objectcentric.records import results_dir
 from objectcentric.runner import EXECUTORS, Outputs, sweep
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", choices=("toys", "vae"), default="toys")
+    parser.add_argument("part", nargs="?", choices=("toys", "vae", "trained"), default="toys")
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that it runs, not results")
     parser.add_argument("--tune-steps", type=int, help="toys: steps tuning the learned parts (default 5000)")
     parser.add_argument("--n-samples", type=int, help="toys: estimates per fixed-parameter check (default 100,000)")
@@ -41,6 +42,8 @@ def main() -> None:
                   checkpoints=runs / "checkpoints" if args.quick else checkpoint_dir(), scale=scale)
     if args.part == "toys":
         write_toys(out, seed=args.seed, tune_steps=args.tune_steps, n_samples=args.n_samples)
+    elif args.part == "trained":
+        write_trained_variance(out, device=args.device)
     else:
         records = sweep(vae_jobs(scale), runs, executor=args.executor, max_parallel=args.max_parallel,
                         device=args.device, threads=args.threads)

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..data import load_mnist
+from ..checkpoints import read_manifest
 from ..data.binarize import stochastic_binarize
 from ..estimators import ESTIMATORS, exact_gradient, make_estimator
 from ..models.categorical_vae import CategoricalVAE, CategoricalVAEConfig
@@ -264,6 +265,27 @@ def write_vae(records: dict[str, dict], out: Outputs, device=None) -> None:
         rec.write_results("estimators", {"categorical_vae": block}, directory=out.results,
                           provenance=rec.provenance(seed=0, wall_time_s=time.perf_counter() - started,
                                                     scale=out.scale))
+
+
+def write_trained_variance(out: Outputs, device=None) -> dict:
+    """Measure :func:`vae_gradient_statistics` at the shipped discrete VAE and merge it into
+    ``results/estimators.json`` as ``trained_vae_variance`` (the toy and training keys are kept)."""
+    from .. import records as rec
+    from ..runner import load_or_train
+    from ..train import pick_device
+
+    device = pick_device(device)
+    recipe = shipped_recipe()
+    started = time.perf_counter()
+    run = load_or_train(recipe, "quick" if out.scale == "quick" else "read")
+    entry = read_manifest()["checkpoints"].get(recipe.shipped_name(), {}) if out.scale != "quick" else {}
+    block = {**vae_gradient_statistics(run.model.to(device), quick=out.scale == "quick"),
+             "model": {"file": recipe.shipped_name(), "estimator": recipe.estimator, "seed": entry.get("seed"),
+                       "sha256": entry.get("sha256")}}
+    rec.write_results("estimators", {"trained_vae_variance": block}, directory=out.results,
+                      provenance=rec.provenance(seed=0, wall_time_s=time.perf_counter() - started, device=device,
+                                                scale=out.scale))
+    return block
 
 
 def _collect(records: dict[str, dict], out: Outputs) -> None:

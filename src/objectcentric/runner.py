@@ -154,7 +154,8 @@ def load_or_train(recipe: Recipe, mode: str, seed: int = 0, *, run_dir: str | Pa
         if path is not None and path.is_file():
             model = recipe.build_model()
             payload = load_shipped(name, model, path.parent)
-            print(f"Loaded the shipped checkpoint {name}; set OBJECTCENTRIC_TRAIN=1 to train instead.")
+            print(f"Loaded {name}, trained for this book and shipped in its checkpoints/ folder; "
+                  "TRAIN = True in the set-up cell trains it from scratch instead.")
             model = model.to(pick_device(device)).eval()
             return Run(model=model, record={"loaded": True, "file": name}, history=list(payload.get("history", [])))
         print(f"No shipped checkpoint {name}: training at full settings.")

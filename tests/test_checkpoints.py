@@ -66,7 +66,7 @@ def test_a_damaged_manifest_is_an_error_naming_the_file(tmp_path, tiny_vae):
 def test_load_or_train_loads_in_read_mode_and_trains_the_quick_scale_in_quick_mode(capsys):
     read = load_or_train(VAERecipe(latent_dim=2, epochs=40), "read", device="cpu")
     assert read.record["loaded"] and len(read.history) == 40
-    assert "Loaded the shipped checkpoint vae_mnist_z2.pt" in capsys.readouterr().out
+    assert "Loaded vae_mnist_z2.pt, trained for this book" in capsys.readouterr().out
     quick = load_or_train(VAERecipe(latent_dim=2), "quick", device="cpu", progress="none")
     assert not quick.record["loaded"] and len(quick.history) == VAERecipe.QUICK["epochs"]
 

@@ -35,6 +35,7 @@ RECIPE_MODULES = (
     "objectcentric.experiments.estimators",
     "objectcentric.experiments.dvae",
     "objectcentric.experiments.air",
+    "objectcentric.experiments.dair",
 )
 
 REGISTRY: dict[str, type[Recipe]] = {}

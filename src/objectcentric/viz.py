@@ -237,9 +237,14 @@ ESTIMATOR_COLORS = {"exact": "black", "reinforce": "tab:red", "nvil": "tab:orang
 
 
 def plot_curves(results: dict, title: str = "", axes=None):
-    """Loss and log-variance over steps, one line per estimator: mean over repetitions ± one std (Chapter 3)."""
+    """Loss and log-variance over steps, one line per estimator: mean over repetitions ± one std (Chapter 3).
+
+    ``results`` is ``{estimator: summary}`` as ``toy_estimators.summarize`` writes it;
+    ``title`` names the problem in words. Returns the two axes (a new 8-inch figure
+    when ``axes`` is None).
+    """
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+        _, axes = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained")
     loss_ax, var_ax = axes
     for name, s in results.items():
         color = ESTIMATOR_COLORS.get(name)
@@ -251,40 +256,42 @@ def plot_curves(results: dict, title: str = "", axes=None):
             steps, mean, std = (np.asarray(s[k]) for k in ("variance_steps", "log_variance_mean", "log_variance_std"))
             var_ax.plot(steps, mean, color=color, label=name)
             var_ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-    loss_ax.set(xlabel="step", ylabel="E[f(b)] (exact)", title=f"{title}: loss")
-    var_ax.set(xlabel="step", ylabel="log variance of one estimate", title=f"{title}: gradient variance")
-    loss_ax.legend(fontsize=8)
-    var_ax.legend(fontsize=8)
+    prefix = f"{title}: " if title else ""
+    loss_ax.set(xlabel="step", ylabel="E[f(b)], exact", title=f"{prefix}expected cost")
+    var_ax.set(xlabel="step", ylabel="log variance of one estimate", title=f"{prefix}gradient noise")
+    loss_ax.legend(fontsize=9)
     return axes
 
 
 def histogram_png(samples: np.ndarray, exact: float, title: str, xlim=None, bins: int = 40) -> bytes:
-    """A small PNG: histogram of 1-d gradient estimates, their mean, and the exact gradient (Chapter 3).
+    """A PNG (640 x 260 pixels): histogram of 1-d gradient estimates, their mean, the exact gradient (Chapter 3).
 
-    Saved with a 64-colour palette: a widget's frames all go into the page, so each
-    one is kept to a few kB.
+    Text is 9 to 10 points at 100 dpi, legible at the page's width. Saved with
+    a 16-colour palette: a widget's frames all go into the page, so each one is
+    kept to about 5 kB.
     """
     import io
 
     from matplotlib.figure import Figure  # no pyplot: the frame is never shown on its own
     from PIL import Image
 
-    fig = Figure(figsize=(5.6, 2.6), dpi=72)
+    fig = Figure(figsize=(6.4, 2.6), dpi=100)
     ax = fig.subplots()
     ax.hist(samples, bins=bins, range=xlim, color="tab:gray")
-    ax.axvline(exact, color="black", ls="--", label=f"exact {exact:.3g}")
-    ax.axvline(samples.mean(), color="tab:red", label=f"mean of {len(samples)}: {samples.mean():.3g}")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("estimate of d E[f] / d logit", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.axvline(exact, color="black", ls="--", label=f"exact gradient {exact:.3g}")
+    ax.axvline(samples.mean(), color="tab:red", label=f"mean of these {len(samples):,}: {samples.mean():.3g}")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("one estimate of dE[f]/dθ", fontsize=10)
+    ax.set_ylabel("estimates", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9, loc="upper right", framealpha=0.9)
     if xlim is not None:
         ax.set_xlim(*xlim)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     buffer.seek(0)
-    image = Image.open(buffer).convert("RGB").quantize(colors=64)
+    image = Image.open(buffer).convert("RGB").quantize(colors=16)
     out = io.BytesIO()
     image.save(out, format="png", optimize=True)
     return out.getvalue()

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image as PILImage  # pillow is a dependency of matplotlib
 
 __all__ = ["to_png", "frame_slider", "latent_traversal", "choice_widget", "FrameSlider", "LatentTraversal",
-           "tile_frames", "traversal_explorer", "prototype_explorer", "assignment_slider"]
+           "tile_frames", "traversal_explorer", "prototype_explorer", "assignment_slider", "frame_grid"]
 
 # Decoders end in a sigmoid, so float round-off may step just outside [0, 1].
 _TOLERANCE = 1e-5
@@ -258,25 +258,34 @@ def _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
         fs.slider.observe(update, names="index")
 
 
-def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Callable | None = None):
+def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Callable | None = None,
+                  draws=None):
     """Pick an estimator, temperature and number of samples; the browser shows the matching frame (Chapter 3).
 
-    ``frames[(name, temperature, n)]`` are PNG bytes. Nested ``Stack`` widgets
-    (estimator > temperature > n) are linked to the controls with ``jslink``,
-    so the widget works in a kernel and in the static book alike; only the
-    selected frame is visible. With ``resample(name, temperature, n) -> PNG``
-    a "draw again" button replaces the selected frame by a fresh draw; that
-    needs a running kernel, and its caption says so. Returns the box (its
-    ``controls`` attribute holds the three controls, ``redraw`` the button's
-    handler or None, for tests).
+    ``frames[(name, temperature, n)]`` are PNG bytes. With ``draws`` (a list of
+    labels), ``frames[(name, temperature, n, draw)]`` are several independent
+    draws of the same histogram and a fourth control, "draw", picks one: the
+    reader sees fresh samples without a kernel. Nested ``Stack`` widgets
+    (estimator > temperature > n [> draw]) are linked to the controls with
+    ``jslink``, so the widget works in a kernel and in the static book alike;
+    only the selected frame is visible. With ``resample(name, temperature, n)
+    -> PNG`` a "draw again" button replaces the selected frame by a fresh
+    draw; that needs a running kernel, and its caption says so. Returns the
+    box (its ``controls`` attribute holds the controls, ``redraw`` the
+    button's handler or None, for tests).
     """
     layout = widgets.Layout()
     chooser = widgets.ToggleButtons(options=list(names), description="estimator",
-                                    style={"button_width": "90px"})
-    temperature = widgets.SelectionSlider(options=[(f"{t:g}", t) for t in temperatures],
-                                          description="temperature", style={"description_width": "initial"})
-    n_samples = widgets.SelectionSlider(options=[(str(n), n) for n in sample_sizes],
-                                        description="samples", style={"description_width": "initial"})
+                                    style={"button_width": "110px"})
+
+    def selection(options, description):
+        return widgets.SelectionSlider(options=options, description=description,
+                                       style={"description_width": "initial"},
+                                       layout=widgets.Layout(width="250px"))
+
+    temperature = selection([(f"{t:g}", t) for t in temperatures], "temperature")
+    n_samples = selection([(f"{n:,}", n) for n in sample_sizes], "samples")
+    draw = None if draws is None else selection([(str(d), d) for d in draws], "draw")
     images = {}  # one Image per distinct frame: estimators without a temperature share theirs
 
     def image(png):
@@ -284,18 +293,26 @@ def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Cal
             images[id(png)] = widgets.Image(value=png, format="png", layout=layout)
         return images[id(png)]
 
+    def leaf(name, t, n, links):
+        if draw is None:
+            return image(frames[(name, t, n)])
+        return _linked_stack([image(frames[(name, t, n, d)]) for d in draws], draw, links)
+
     by_name, links = [], []
     for name in names:
-        by_temperature = [_linked_stack([image(frames[(name, t, n)]) for n in sample_sizes], n_samples, links)
+        by_temperature = [_linked_stack([leaf(name, t, n, links) for n in sample_sizes], n_samples, links)
                           for t in temperatures]
         by_name.append(_linked_stack(by_temperature, temperature, links))
     top = _linked_stack(by_name, chooser, links, css_class="oc-frames")
-    children = [chooser, widgets.HBox([temperature, n_samples]), top]
+    sliders = [temperature, n_samples] + ([] if draw is None else [draw])
+    children = [chooser, widgets.HBox(sliders, layout=widgets.Layout(flex_flow="row wrap")), top]
     redraw = None
     if resample is not None:
         def redraw(_button=None):
             """Draw the selected frame again from fresh samples (kernel only)."""
             selected = top.children[chooser.index].children[temperature.index].children[n_samples.index]
+            if draw is not None:
+                selected = selected.children[draw.index]
             selected.value = resample(names[chooser.index], temperatures[temperature.index],
                                       sample_sizes[n_samples.index])
 
@@ -305,7 +322,48 @@ def choice_widget(frames: dict, names, temperatures, sample_sizes, resample: Cal
                                         layout=widgets.Layout(align_items="center")))
     box = widgets.VBox(children)
     box.add_class("oc-choice")
-    box.controls, box.links, box.redraw = (chooser, temperature, n_samples), links, redraw
+    box.controls, box.links, box.redraw = (chooser, temperature, n_samples, *sliders[2:]), links, redraw
+    return box
+
+
+def frame_grid(frames: Mapping, axes, scale: int = 1, css_class: str = "oc-frame-grid") -> widgets.VBox:
+    """One slider per axis choosing one of ``frames[(i, j, ...)]``, in the static book too (Chapter 4).
+
+    ``axes`` is a list of ``(description, values, initial value)``, one per
+    axis; ``frames`` maps every tuple of indices (one per axis) to an image
+    (as for :func:`to_png`). The frames sit in nested ``Stack`` widgets, one
+    level per axis, each linked to its slider with ``jslink``: every
+    combination of the sliders is precomputed, so the picture follows all of
+    them without a kernel. The number of frames is the product of the axes'
+    lengths; keep it to a few hundred. The box carries ``css_class``; its
+    ``sliders`` attribute holds the sliders, ``links`` the links.
+    """
+    axes = [(description, [float(v) for v in values], initial) for description, values, initial in axes]
+    shape = tuple(len(values) for _, values, _ in axes)
+    expected = set(np.ndindex(*shape))
+    if set(frames) != expected:
+        raise ValueError(f"frame_grid needs one frame per index tuple of shape {shape}: "
+                         f"{len(expected - set(frames))} missing, {len(set(frames) - expected)} extra")
+    sliders = []
+    for description, values, initial in axes:
+        index = int(np.argmin(np.abs(np.asarray(values) - float(initial))))
+        sliders.append(widgets.SelectionSlider(
+            options=[(f"{v:g}", i) for i, v in enumerate(values)], index=index, description=description,
+            style={"description_width": "90px"}, layout=widgets.Layout(width="300px")))
+    layout, links = widgets.Layout(), []
+
+    def level(prefix: tuple):
+        depth = len(prefix)
+        if depth == len(axes):
+            return widgets.Image(value=to_png(frames[prefix], scale), format="png", layout=layout)
+        children = [level(prefix + (i,)) for i in range(shape[depth])]
+        return _linked_stack(children, sliders[depth], links, sliders[depth].index,
+                             "oc-frames" if depth == 0 else None)
+
+    stack = level(())
+    box = widgets.VBox([stack, *sliders])
+    box.add_class(css_class)
+    box.sliders, box.links = sliders, links
     return box
 
 

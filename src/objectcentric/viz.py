@@ -69,12 +69,13 @@ def prototype_grid(prototypes, titles, ncol: int | None = None, title: str | Non
     images = torch.as_tensor(prototypes).detach().cpu().float().reshape(len(titles), *np.shape(prototypes)[-2:])
     ncol = ncol or len(titles)
     nrow = int(np.ceil(len(titles) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * (size + 0.35)), squeeze=False)
+    # room above each image for a title of two lines (9 points each)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * (size + 0.5)), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, image, label in zip(axes.flat, images, titles):
         ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -89,11 +90,11 @@ def confusion_plot(matrix, class_names, title: str | None = None, ax=None):
     ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                     color="white" if fractions[i, j] > 0.5 else "black")
     ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, fontsize=7, rotation=90 if max(map(len, class_names)) > 2 else 0)
-    ax.set_yticks(ticks, class_names, fontsize=7)
+    ax.set_xticks(ticks, class_names, fontsize=9, rotation=90 if max(map(len, class_names)) > 2 else 0)
+    ax.set_yticks(ticks, class_names, fontsize=9)
     ax.set_xlabel("cluster's class")
     ax.set_ylabel("true class")
     if title:

@@ -480,6 +480,13 @@ def traversal_explorer(panels: Mapping, values, max_latents: int = 5, scale: int
     return box
 
 
+# A part of a widget that only Python can redraw carries this class. KERNEL_ONLY_STYLE, placed in
+# any HTML widget, hides it inside the book theme's article (.bd-article): on the static pages, where
+# no kernel runs and it would stay fixed. Jupyter, Colab and VS Code have no such element and show it.
+KERNEL_ONLY = "oc-kernel-only"
+KERNEL_ONLY_STYLE = f"<style>.bd-article .{KERNEL_ONLY} {{display: none !important}}</style>"
+
+
 def prototype_explorer(frames: Mapping, labels, values, render: Callable | None = None, scale: int = 3,
                        grid_height: int = 260, css_class: str = "oc-prototype-explorer") -> widgets.VBox:
     """Pick a prototype and move it along each parameter of its transformation (Chapter 5, D-VAE-ST).
@@ -492,7 +499,8 @@ def prototype_explorer(frames: Mapping, labels, values, render: Callable | None 
     through a ``Stack`` linked with ``jslink``, so it works in the static book.
     With ``render(name, changes) -> image`` (``changes``: one value per
     parameter) an image beside the buttons applies all sliders of the shown
-    prototype at once; that needs a running kernel, and its caption says so.
+    prototype at once; only a running kernel can redraw it, so it carries
+    :data:`KERNEL_ONLY` and is hidden on the book's static pages.
     The box carries ``css_class``; ``chooser`` and ``sliders`` (per prototype)
     are kept for tests.
     """
@@ -501,7 +509,7 @@ def prototype_explorer(frames: Mapping, labels, values, render: Callable | None 
         raise ValueError("prototype_explorer needs at least one prototype")
     labels = list(labels)
     chooser = widgets.ToggleButtons(options=names, description="prototype",
-                                    style={"description_width": "initial", "button_width": "60px"})
+                                    style={"description_width": "initial", "button_width": "52px"})
     layouts = {"label": widgets.Layout(width="80px"), "row": widgets.Layout(align_items="center"),
                "panel": widgets.Layout(align_items="flex-start")}
     panels = [_traversal_panel(frames[name], labels, values, len(labels), scale, grid_height, layouts)
@@ -524,9 +532,11 @@ def prototype_explorer(frames: Mapping, labels, values, render: Callable | None 
         for slider in [s for row in sliders for s in row]:
             slider.observe(update, names="index")
         chooser.observe(update, names="index")
-        header.append(widgets.HBox([combined, widgets.HTML("all sliders at once<br><small>(needs a running "
-                                                           "kernel)</small>")],
-                                   layout=widgets.Layout(align_items="center")))
+        live = widgets.HBox([combined, widgets.HTML("all sliders at once<br><small>(in a running "
+                                                    "notebook)</small>" + KERNEL_ONLY_STYLE)],
+                            layout=widgets.Layout(align_items="center"))
+        live.add_class(KERNEL_ONLY)  # Python redraws it: without a kernel it would stay fixed
+        header.append(live)
     box = widgets.VBox([widgets.HBox(header, layout=widgets.Layout(align_items="center")), top])
     box.add_class(css_class)
     box.chooser, box.sliders, box.links, box.combined = chooser, sliders, links, combined

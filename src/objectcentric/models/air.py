@@ -69,6 +69,7 @@ from ..modules import mlp
 from ..spatial import crop_window
 
 INFERENCE_KINDS = ("difference", "recurrent")
+LOG_SCALE_LIMIT = 7.0  # |log s| of the window used for cropping and painting, at most
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,10 @@ class AIR(nn.Module):
             pres = draw * alive
             q_where = Normal(where_loc, where_log_std.exp(), validate_args=False)
             where = where_loc if greedy else q_where.rsample()
-            scale, shift = where[:, 0].exp(), where[:, 1:]
+            # The window's size is kept within e^±7 of the canvas: a step that is not even present can
+            # draw an absurd scale when the where network extrapolates, and painting with a scale that
+            # rounds to 0 gives NaN, which survives being multiplied by z_pres = 0.
+            scale, shift = where[:, 0].clamp(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT).exp(), where[:, 1:]
             glimpse = crop_window(x, scale, shift, self.what.window)
             what, kl_what, recorded = self.what.describe(glimpse, greedy)
             painted, patch = self.what.paint(what, scale, shift, c.canvas)

@@ -80,7 +80,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 
 from ..estimators import ESTIMATORS, EstimatorOutput, make_estimator
 from ..spatial import ALIGN_CORNERS, apply_taps, bilinear_taps, pixel_centers
-from .air import AIR, AIRConfig, AIRTrace
+from .air import LOG_SCALE_LIMIT, AIR, AIRConfig, AIRTrace
 from .dvae import DVAEST, TRANSFORM_PRIOR_VARIANCE, DVAESTConfig
 
 THETA_SIZE = 6
@@ -350,7 +350,8 @@ class DAIR(AIR):
             return None
         c = self.config
         where, theta = trace.where[canvas, step], trace.theta[canvas, step]
-        taps = bilinear_taps(canvas_grid(theta, where[:, 0].exp(), where[:, 1:], c.canvas), (c.window, c.window))
+        scale = where[:, 0].clamp(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT).exp()  # as the trace painted them
+        taps = bilinear_taps(canvas_grid(theta, scale, where[:, 1:], c.canvas), (c.window, c.window))
         rest = (trace.canvas[canvas] - trace.painted[canvas, step]).detach()  # the other objects, held fixed
         target = x[canvas]
         prototypes = []  # decoded once, at the first call of f

@@ -109,13 +109,22 @@ ARCHITECTURE_COLORS = {"fc": "tab:blue", "conv": "tab:orange", "allconv": "tab:g
 DATASET_TITLES = {"one_ball": "one ball", "two_balls": "two balls", "shapes": "shapes"}
 
 
-def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = None, max_latents: int = 10):
-    """Seed 001's traversal figure (Chapter 2): for each run, rows are latents ordered by average
-    posterior std (lowest, i.e. most used, on top), columns the values -3 ... 3 given to that latent."""
+def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = None, max_latents: int = 10,
+                    columns: int = 2, width: float = 8.0):
+    """The traversal figure of the β-VAE recreation (Chapter 2): one panel per run of ``keys``
+    (``columns`` per row, ``width`` inches in all); in a panel, rows are latents ordered by
+    average posterior std (lowest, i.e. most used, on top), columns the values -3 ... 3 given
+    to that latent. Returns the figure."""
     from .experiments.beta_vae import latent_labels
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 4.6), squeeze=False)
-    for ax, key, title in zip(axes[0], keys, titles or keys):
+    rows = int(np.ceil(len(keys) / columns))
+    panel = width / columns
+    shown_rows = min(max_latents, max(len(frames[k]["frames"]) for k in keys))
+    fig, axes = plt.subplots(rows, columns, figsize=(width, rows * panel * shown_rows / 7 * 0.8 + 0.5),
+                             squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key, title in zip(axes.flat, keys, titles or keys):
         frame = frames[key]
         shown = frame["frames"][:max_latents].float() / 255
         image_grid(shown.flatten(0, 1)[:, None], nrow=shown.shape[1], ax=ax)
@@ -123,10 +132,10 @@ def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = No
         ax.set_axis_on()
         height = shown.shape[-2] + 2
         ax.set_yticks([2 + height * (r + 0.5) for r in range(len(shown))],
-                      latent_labels(frame)[:len(shown)], fontsize=7)
-        width = shown.shape[-1] + 2
-        ax.set_xticks([2 + width * (c + 0.5) for c in range(shown.shape[1])],
-                      [f"{v:g}" for v in frame["values"]], fontsize=7)
+                      latent_labels(frame)[:len(shown)], fontsize=8)
+        width_px = shown.shape[-1] + 2
+        ax.set_xticks([2 + width_px * (c + 0.5) for c in range(shown.shape[1])],
+                      [f"{v:g}" for v in frame["values"]], fontsize=8)
         ax.tick_params(length=0)
         for side in ax.spines.values():
             side.set_visible(False)
@@ -135,7 +144,8 @@ def plot_traversals(frames: dict, keys: list[str], titles: list[str] | None = No
 
 
 def plot_posterior_std(runs: list[dict]):
-    """Seed 001's second figure (Chapter 2): each latent's average posterior std, sorted, per family and β.
+    """The second figure of the β-VAE recreation (Chapter 2): each latent's average posterior
+    std, sorted, per family and β; an 8-inch figure, one panel per dataset and family.
 
     A latent at std 1 is unused (its posterior is the prior); the lower the
     curve starts, the fewer latents the model relies on, and the more precisely.
@@ -146,7 +156,7 @@ def plot_posterior_std(runs: list[dict]):
     panels = [(d, a) for d, a in panels if any(r["dataset"] == d and r["architecture"] == a for r in runs)]
     columns = len(ARCHITECTURES)
     rows = int(np.ceil(len(panels) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(11, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(8, 2.3 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (dataset, architecture) in zip(axes.flat, panels):
@@ -161,20 +171,21 @@ def plot_posterior_std(runs: list[dict]):
                            for s in r["posterior_std"]])
         ax.set_ylim(0, top + 0.1)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.set_title(f"{DATASET_TITLES[dataset]}, {architecture}", fontsize=10)
-        ax.set_xlabel("latent, sorted", fontsize=8)
-        ax.set_ylabel("mean posterior std", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(f"{DATASET_TITLES[dataset]}, {architecture}", fontsize=9)
+        ax.set_xlabel("latent, sorted", fontsize=9)
+        ax.set_ylabel("mean posterior std", fontsize=9)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_reconstruction(runs: list[dict]):
-    """Seed 001's third figure (Chapter 2): held-out reconstruction error against β, per family and dataset."""
+    """The third figure of the β-VAE recreation (Chapter 2): held-out reconstruction error
+    against β, per family and dataset, in an 8-inch figure."""
     from .experiments.beta_vae import ARCHITECTURES, DATASETS
 
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in runs)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(8, 3), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for architecture in ARCHITECTURES:
             points = sorted((r["beta"], r["reconstruction_nats"]) for r in runs
@@ -187,31 +198,31 @@ def plot_reconstruction(runs: list[dict]):
         ax.set_xticks(betas, [f"{b:g}" for b in betas])
         ax.minorticks_off()
         ax.set_xlabel("β")
-        ax.set_ylabel("reconstruction error (nats per image)")
         ax.set_title(DATASET_TITLES[dataset])
         ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("reconstruction error\n(nats per picture)")
     fig.tight_layout()
     return fig
 
 
 def plot_factor_information(runs: list[dict], betas=None, factor_names=None):
     """Which latent knows which factor (Chapter 2): normalized mutual information (latents × factors) on
-    shapes, for the runs at ``betas`` (default: the live-decoded models' β)."""
+    shapes, for the runs at ``betas`` (default: the live-decoded models' β), in an 8-inch figure."""
     from .data.shapes import FACTOR_NAMES
     from .experiments.beta_vae import SHAPES_ARCHITECTURE, SHIPPED_SHAPES_BETAS, find_run
 
     chosen = [find_run(runs, "shapes", SHAPES_ARCHITECTURE, b) for b in (betas or SHIPPED_SHAPES_BETAS)]
     chosen = [r for r in chosen if r and "normalized_mutual_information" in r]
-    fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(3.4 * max(1, len(chosen)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(chosen)), figsize=(8, 4.4), squeeze=False)
     for ax, run in zip(axes[0], chosen):
         nmi = np.asarray(run["normalized_mutual_information"])[run["order_by_std"]]
-        ax.imshow(nmi, vmin=0, vmax=1, cmap="Blues")
+        ax.imshow(nmi, vmin=0, vmax=1, cmap="Blues", aspect="auto")
         for (i, k), value in np.ndenumerate(nmi):
             if value >= 0.05:
-                ax.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if value > 0.5 else "black")
-        ax.set_xticks(range(nmi.shape[1]), factor_names or FACTOR_NAMES, fontsize=8, rotation=30)
-        ax.set_yticks(range(nmi.shape[0]), [f"z[{i}]" for i in run["order_by_std"]], fontsize=7)
+        ax.set_xticks(range(nmi.shape[1]), factor_names or FACTOR_NAMES, fontsize=9, rotation=30)
+        ax.set_yticks(range(nmi.shape[0]), [f"z[{i}]" for i in run["order_by_std"]], fontsize=9)
         ax.set_title(f"β = {run['beta']:g}: MIG {run['mig']:.2f}", fontsize=10)
     fig.tight_layout()
     return fig

@@ -455,8 +455,11 @@ def traversal_explorer(panels: Mapping, values, max_latents: int = 5, scale: int
     chooser = widgets.ToggleButtons(options=datasets, description=descriptions[0],
                                     style={"description_width": "initial", "button_width": "110px"})
     by_dataset, links, controls = [], [], {}
-    layouts = {"label": widgets.Layout(width="130px"), "row": widgets.Layout(align_items="center"),
-               "panel": widgets.Layout(align_items="flex-start")}
+    # The panel wraps: where the page is too narrow for the grid and the sliders side by side,
+    # the sliders go under the grid instead of being squashed beside it.
+    layouts = {"label": widgets.Layout(width="130px", flex="0 0 auto"),
+               "row": widgets.Layout(align_items="center", flex="0 0 auto"),
+               "panel": widgets.Layout(align_items="flex-start", flex_flow="row wrap", grid_gap="8px")}
     for dataset in datasets:
         architectures = list(panels[dataset])
         betas = list(panels[dataset][architectures[0]])
@@ -471,7 +474,7 @@ def traversal_explorer(panels: Mapping, values, max_latents: int = 5, scale: int
                                           for b in betas], beta, links)
                            for a in architectures]
         stack = _linked_stack(by_architecture, architecture, links)
-        by_dataset.append(widgets.VBox([widgets.HBox([architecture, beta]), stack]))
+        by_dataset.append(widgets.VBox([widgets.VBox([architecture, beta]), stack]))  # a control a row
         controls[dataset] = (architecture, beta)
     top = _linked_stack(by_dataset, chooser, links)
     box = widgets.VBox([chooser, top])

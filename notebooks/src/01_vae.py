@@ -251,9 +251,7 @@ def decode_probabilities(codes):
 
 
 base = model.encode(test_images[:1].to(device)).mean[0].detach().cpu()
-labels = {
-    int(i): f"z[{int(i)}]  KL {book.fmt(float(kl_per_latent[i]), 2)}" for i in order
-}
+labels = {int(i): f"z[{int(i)}]  KL {float(kl_per_latent[i]):.2f}" for i in order}
 latent_traversal(
     decode_probabilities, base, order.tolist(), max_latents=8, labels=labels
 )
@@ -417,10 +415,11 @@ display(
 # The encoder's posteriors are narrow (the note under the table gives their
 # widths), far narrower than the prior: the ELBO rewards precise codes with better
 # reconstructions and charges only a few nats of KL for them, so nothing forces the
-# clouds to fill the space between them. More latents make the holes harder to
-# see but not absent. Later chapters attack both faults with structure: a code
-# made of parts that each draw their own piece of the picture, discrete choices of
-# which kind of object to draw, and positions that say where.
+# clouds to fill the space between them. In 50 dimensions the holes cannot be
+# drawn, and this page does not measure them there. Later chapters attack both
+# faults with structure: a code made of parts that each draw their own piece of
+# the picture, discrete choices of which kind of object to draw, and positions
+# that say where.
 #
 # ## Summary
 #

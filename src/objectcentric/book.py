@@ -118,7 +118,8 @@ def label_curve_axes(ax, key: str, x_label: str = "epoch") -> None:
     ax.set_xlabel(x_label)
     lines = ax.get_lines()
     for line in lines:  # livelossplot labels each line with its key
-        line.set_label("validation" if line.get_label().startswith("val_") else "training")
+        label = line.get_label().strip()
+        line.set_label("validation" if label.startswith(("val_", "validation")) else "training")
     if lines:
         ax.legend(fontsize=9)
 
@@ -259,7 +260,9 @@ def how_measured(name: str, keys=None, *, seeds=None, details: dict | None = Non
     for writer in writers:
         rows = [(label, _duration(writer.get(k)) if k == "wall_time_s" else writer.get(k))
                 for label, k in PROVENANCE_ROWS]
-        rows.append(("numbers it wrote", ", ".join(writer.get("keys", ()))))
+        if len(writers) > 1:  # which run wrote which numbers
+            keys = [k for k in writer.get("keys", ()) if "target" not in k]
+            rows.append(("numbers it wrote", ", ".join(keys)))
         parts.append("<table class='oc-table'>" + "".join(
             f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
             for k, v in rows if v is not None) + "</table>")
@@ -312,7 +315,8 @@ def training_cost(chapter: Chapter, directory: Path | None = None) -> dict:
     key = chapter.results
     cpu = data.get("cpu", {}).get("chapters", {}).get(key, {})
     gpu = data.get("gpu_recorded_minutes", {}).get(key, {})
-    return {"cpu_hours": cpu.get("train_hours"), "runs": cpu.get("runs"), "gpu_minutes": gpu.get("minutes")}
+    return {"cpu_hours": cpu.get("train_hours"), "runs": cpu.get("runs"), "gpu_minutes": gpu.get("minutes"),
+            "gpu_runs": gpu.get("runs")}
 
 
 def header_box(key: str, mode: str | None = None, device=None) -> _HTML:
@@ -324,7 +328,9 @@ def header_box(key: str, mode: str | None = None, device=None) -> _HTML:
         runs = f"all {cost['runs']} recorded runs" if cost["runs"] and cost["runs"] > 1 else "the recorded run"
         times.append(f"training {runs}: about {_duration(cost['cpu_hours'] * 3600)} on one CPU core")
     if cost["gpu_minutes"] is not None:
-        times.append(f"about {cost['gpu_minutes']:.0f} minutes on one GPU")
+        on_gpu = cost["gpu_runs"]
+        which = f" for the {on_gpu} runs trained there" if on_gpu and cost["runs"] and on_gpu != cost["runs"] else ""
+        times.append(f"about {cost['gpu_minutes']:.0f} minutes on one GPU{which}")
     mode_words = {"read": "loads the trained models shipped with the book and shows their recorded results",
                   "quick": "trains for a few steps only, to check that every cell runs; its numbers are not results",
                   "train": "trains every model of the page from scratch"}

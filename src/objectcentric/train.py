@@ -129,7 +129,7 @@ class LivePlot:
         def after_subplot(ax, group_name: str, x_label: str) -> None:
             label_curve_axes(ax, raw.get(group_name, group_name), x_label)
 
-        self.plot = PlotLosses(outputs=[MatplotlibPlot(cell_size=(5, 3.2), max_cols=3,
+        self.plot = PlotLosses(outputs=[MatplotlibPlot(cell_size=(3.9, 2.7), max_cols=2,
                                                        after_subplot=after_subplot)])
 
     def update(self, record: dict, draw: bool = True) -> None:

@@ -267,14 +267,18 @@ def vae_table(histories: dict, seeds, caption: str):
 
 
 def gradient_noise_table(statistics: dict):
-    """Each estimator's gradient noise at a trained, frozen discrete VAE (``vae_gradient_statistics``)."""
+    """Each estimator's gradient noise at a trained, frozen discrete VAE (``vae_gradient_statistics``,
+    or ``results["trained_vae_variance"]``): the variance of one estimate and the bias z-score."""
     settings = statistics["settings"]
-    rows = {name_of(n): [s["variance"], s["relative_error"], s["bias_z_rms"]]
-            for n, s in statistics["estimators"].items()}
+    rows = {name_of(n): [s["variance"], s["bias_z_rms"]] for n, s in statistics["estimators"].items()}
     order = " < ".join(name_of(n) for n in statistics["ordering_by_variance"])
-    return book.table(rows, ["variance of one estimate", "|mean − exact| / |exact|", "bias z (rms)"],
-                      index_name="estimator",
-                      caption="Gradient noise for the encoder's logits of the trained discrete VAE",
+    model = statistics.get("model")
+    at = (f"the shipped model (trained with {name_of(model['estimator'])}, seed {model['seed']})"
+          if model else "the model trained on this page")
+    return book.table(rows, ["variance of one estimate", "bias z-score (rms)"], index_name="estimator",
+                      caption=f"Gradient noise for the encoder's logits of the discrete VAE, at {at}",
                       notes=f"{settings['n_samples']:,} estimates for each of {settings['n_images']} "
-                            f"held-out images, after {settings['tune_steps']:,} tuning steps. "
+                            f"held-out images, after {settings['tune_steps']:,} tuning steps. Variance: "
+                            "summed over the ten logits, averaged over the images. z-score: "
+                            "(mean − exact) / standard error, root mean square over images and logits. "
                             f"Lowest variance first: {order}.")

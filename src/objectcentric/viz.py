@@ -70,7 +70,8 @@ def prototype_grid(prototypes, titles, ncol: int | None = None, title: str | Non
     ncol = ncol or len(titles)
     nrow = int(np.ceil(len(titles) / ncol))
     # room above each image for a title of two lines (9 points each)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * (size + 0.5)), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * (size + 0.5) + (0.4 if title else 0)),
+                             squeeze=False, layout="constrained")  # constrained: room for the suptitle
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, image, label in zip(axes.flat, images, titles):
@@ -78,7 +79,6 @@ def prototype_grid(prototypes, titles, ncol: int | None = None, title: str | Non
         ax.set_title(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 

@@ -55,7 +55,7 @@ CHAPTERS = {
                           "REINFORCE, NVIL, CONCRETE, REBAR and RELAX, compared on a toy problem and "
                           "inside a VAE with a categorical latent",
                           "Chapter 1 (the VAE); expectations and the score function", "estimators"),
-    "spatial_transformer": Chapter(4, "A network that learns where to look", "04_spatial_transformer",
+    "spatial_transformer": Chapter(4, "The spatial transformer", "04_spatial_transformer",
                                    "the spatial transformer: affine windows, sampling grids, and a "
                                    "classifier that learns to undo distortions",
                                    "Chapter 1 (PyTorch modules and training)", "spatial_transformer"),
@@ -70,7 +70,7 @@ CHAPTERS = {
 
 # The quantities a training history records -> (what it is, in words; its unit or "").
 CURVE_LABELS = {
-    "loss": ("training loss", "nats"),
+    "loss": ("loss", ""),
     "neg_elbo": ("negative ELBO", "nats per image"),
     "exact_neg_elbo": ("negative ELBO, exact over classes", "nats per image"),
     "nll": ("reconstruction error", "nats per image"),
@@ -315,6 +315,11 @@ def training_cost(chapter: Chapter, directory: Path | None = None) -> dict:
     key = chapter.results
     cpu = data.get("cpu", {}).get("chapters", {}).get(key, {})
     gpu = data.get("gpu_recorded_minutes", {}).get(key, {})
+    if not cpu:  # a chapter timed by its own results file: the recorded runs' wall times, when on a CPU
+        own = Path(directory or results_dir()) / f"{key}.json"
+        recorded = json.loads(own.read_text()).get("training_wall_time_s") if own.exists() else None
+        if isinstance(recorded, dict) and "cpu" in json.loads(own.read_text()).get("device", ""):
+            cpu = {"train_hours": sum(recorded.values()) / 3600, "runs": len(recorded)}
     return {"cpu_hours": cpu.get("train_hours"), "runs": cpu.get("runs"), "gpu_minutes": gpu.get("minutes"),
             "gpu_runs": gpu.get("runs")}
 
@@ -325,7 +330,8 @@ def header_box(key: str, mode: str | None = None, device=None) -> _HTML:
     cost = training_cost(chapter)
     times = [f"reading: about {reading_minutes(chapter)} minutes"]
     if cost["cpu_hours"] is not None:
-        runs = f"all {cost['runs']} recorded runs" if cost["runs"] and cost["runs"] > 1 else "the recorded run"
+        n = cost["runs"] or 1
+        runs = "the recorded run" if n == 1 else "both recorded runs" if n == 2 else f"all {n} recorded runs"
         times.append(f"training {runs}: about {_duration(cost['cpu_hours'] * 3600)} on one CPU core")
     if cost["gpu_minutes"] is not None:
         on_gpu = cost["gpu_runs"]

@@ -42,13 +42,12 @@ unit: setup
 notebooks: data
 	OBJECTCENTRIC_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
 
-# Notebooks are written from their jupytext sources (notebooks/src/*.py, percent format);
-# the committed .ipynb have no outputs (--update keeps their cell ids, so diffs stay small),
-# and tests/test_notebooks.py checks that they match.
+# Notebooks are written from their jupytext sources (notebooks/src/*.py, percent format) with the
+# sources' cells and metadata and the old cell ids (small diffs); the committed .ipynb have no
+# outputs, and tests/test_notebooks.py checks that they match. One chapter: NOTEBOOK=notebooks/src/X.py
 notebooks-sync: setup
-	for f in notebooks/src/*.py; do \
-		nb="notebooks/$$(basename "$${f%.py}").ipynb"; \
-		$(VENV)/bin/jupytext --from py:percent --to ipynb "$$f" -o "$$nb" $$([ -f "$$nb" ] && echo --update) --quiet; done
+	$(PY) -m objectcentric.colab
+	$(PY) tools/sync_notebooks.py $(NOTEBOOK)
 
 # Rerun every recorded experiment of the book from its recipes, then collect results and
 # checkpoints as shipped: `make reproduce` (full scale, into results/ and checkpoints/),

@@ -15,8 +15,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def cells(notebook) -> list[tuple]:
-    return [(c["cell_type"], "".join(c["source"]), tuple(c.get("metadata", {}).get("tags", [])))
-            for c in notebook["cells"]]
+    return [(c["cell_type"], "".join(c["source"]), tuple(c.get("metadata", {}).get("tags", [])),
+             json.dumps(c.get("metadata", {}).get("mystnb"), sort_keys=True)) for c in notebook["cells"]]
 
 
 def test_there_are_notebooks_and_each_has_a_source():

@@ -80,7 +80,7 @@ def sync(source: str | Path, url: str) -> bool:
     match = CELL_PATTERN.search(text)
     if match is None:
         raise ValueError(f"{path} has no Colab cell (a code cell with the line {MARKER!r}); add one first")
-    new = text[:match.start()] + cell_source(url) + "\n" + text[match.end():].lstrip("\n")
+    new = text[:match.start()] + cell_source(url) + text[match.end():]
     if new == text:
         return False
     path.write_text(new)

@@ -66,6 +66,10 @@ CHAPTERS = {
                    "AIR, which finds, counts and describes the digits of a scene one at a time, and the "
                    "difference network that lets it count further than it was trained to",
                    "Chapters 1, 3 and 4 (the VAE, NVIL, spatial transformers)", "air"),
+    "dair": Chapter(7, "DAIR: objects that are counted and named", "07_dair",
+                    "discrete AIR: AIR whose every object is one of ten prototypes, deformed and painted "
+                    "into its window, so that a scene's digits are counted and named without a label",
+                    "Chapter 5 (D-VAE-ST) and Chapter 6 (AIR)", "dair"),
 }
 
 # The quantities a training history records -> (what it is, in words; its unit or "").

@@ -19,7 +19,7 @@ from objectcentric.object_metrics import (FoundObjects, count_accuracy, fit_mapp
                                           object_accuracy, scene_accuracy, score_objects)
 from objectcentric.recipes import RecipeError, from_settings
 from objectcentric.runner import EXPERIMENTS
-from objectcentric.spatial import apply_taps, bilinear_taps, crop_window
+from objectcentric.spatial import apply_taps, bilinear_taps, crop, crop_window
 
 SMALL = dict(where_hidden=32, class_hidden=(32,), transform_hidden=(32,), prototype_hidden=32, num_classes=4)
 
@@ -59,6 +59,22 @@ def test_greedy_inference_takes_the_most_likely_class_and_the_mean_deformation()
     # The transformation network starts at the prior: the identity, whatever the glimpse.
     identity = torch.tensor([1.0, 0, 0, 0, 1, 0])
     assert torch.allclose(trace.theta, identity.expand_as(trace.theta))
+
+
+def test_an_aligned_glimpse_undoes_the_deformation_before_the_class_is_read():
+    plain, aligned = small(align=False), small(align=True)
+    aligned.load_state_dict(plain.state_dict())
+    x = canvases()
+    # At the start theta's mean is the identity: the aligned glimpse is the glimpse itself.
+    assert torch.allclose(plain(x, greedy=True).class_logits, aligned(x, greedy=True).class_logits, atol=1e-5)
+    glimpse = torch.zeros(1, 1, 28, 28)
+    glimpse[0, 0, 4:10, 6:12] = 1.0
+    shifted = torch.tensor([[1.0, 0, 0.2, 0, 1, -0.1]])  # the object sits right of and above the centre
+    seen = []
+    aligned.what.dvae.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    aligned.what.class_logits(glimpse, shifted)
+    expected = crop(glimpse, torch.tensor([[[1.0, 0, -0.2], [0, 1, 0.1]]]), (28, 28))
+    assert torch.allclose(seen[0].view(1, 1, 28, 28), expected, atol=1e-6)
 
 
 def test_painting_with_the_identity_is_airs_painting_of_the_prototype():
@@ -195,9 +211,9 @@ def test_air_keeps_its_state_dict_and_its_shipped_checkpoint_loads():
 # --- starting from the shipped AIR and D-VAE-ST ----------------------------------------------------
 def test_from_pretrained_copies_the_where_network_and_the_d_vae_st():
     air, dvae_st = shipped_air(), shipped_dvae_st()
-    model = DAIR.from_pretrained(air, dvae_st, estimator="nvil").eval()
+    model = DAIR.from_pretrained(air, dvae_st, estimator="nvil", align=False).eval()
     assert model.config.window == 28 and model.config.pixel_std == air.config.pixel_std
-    assert model.config.estimator == "nvil"
+    assert model.config.estimator == "nvil" and DAIR.from_pretrained(air, dvae_st).config.align
     for part in ("where_body", "where_head", "baseline"):
         assert all(torch.equal(a, b) for a, b in zip(getattr(model, part).state_dict().values(),
                                                       getattr(air, part).state_dict().values()))

@@ -22,6 +22,20 @@ gradient with the cost-to-go, difference and recurrent inference, the priors
 and the Gaussian pixel likelihood (:class:`~objectcentric.models.air.AIR`;
 DAIR only plugs in another describer, :class:`ClassWhat`).
 
+**Naming an aligned glimpse** (``align``, the default). The D-VAE-ST's class
+encoder is a fully connected network trained on centred MNIST digits, and
+AIR's windows sit a pixel or two off the digits' centres: read as they are,
+the shipped D-VAE-ST names about 70 % of the digits in the shipped AIR's
+windows and 93 % in windows at the true boxes. With ``align`` the deformation
+is inferred first, q(theta | glimpse), and the class encoder reads the glimpse
+with theta undone (resampled at theta^-1: the object in its prototype's
+frame), q(c | glimpse, theta) (Chapter 4's spatial transformer, in front of
+the classifier). In short CPU trials (4 epochs of 60,000 canvases, scored on
+1,000 test canvases, not results) the aligned model named 88 % of the digits
+against 82 % unaligned, its accuracy fell far less with the window's offset,
+and its -ELBO was lower too (79.8 against 81.3 nats), so the choice needs no
+labels.
+
 **The gradient of the class.** Object i's class has no reparameterisation;
 its gradient comes from any estimator of Chapter 3, chosen by name
 (``DAIRConfig.estimator``: exact, reinforce, nvil, concrete, rebar, relax).
@@ -79,7 +93,7 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from ..estimators import ESTIMATORS, EstimatorOutput, make_estimator
-from ..spatial import ALIGN_CORNERS, apply_taps, bilinear_taps, pixel_centers
+from ..spatial import ALIGN_CORNERS, apply_taps, bilinear_taps, crop, invert_affine, pixel_centers
 from .air import LOG_SCALE_LIMIT, AIR, AIRConfig, AIRTrace
 from .dvae import DVAEST, TRANSFORM_PRIOR_VARIANCE, DVAESTConfig
 
@@ -97,7 +111,9 @@ class DAIRConfig(AIRConfig):
     ``transform_prior_variance`` the prior variance of each number of theta
     around the identity; ``marginal_weight`` the weight of the extra
     KL(q̄(c) || uniform) against collapse; ``class_hidden``,
-    ``prototype_hidden`` and ``transform_hidden`` the D-VAE-ST's hidden sizes.
+    ``prototype_hidden`` and ``transform_hidden`` the D-VAE-ST's hidden sizes;
+    ``align``: the class encoder reads the glimpse with theta undone (module
+    docstring), not the glimpse itself as the D-VAE-ST does.
     """
 
     window: int = 28
@@ -109,6 +125,7 @@ class DAIRConfig(AIRConfig):
     class_hidden: tuple[int, ...] = (400, 400)
     prototype_hidden: int = 800
     transform_hidden: tuple[int, ...] = (400, 400)
+    align: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -184,17 +201,26 @@ class ClassWhat(nn.Module):
     def __init__(self, config: DAIRConfig):
         super().__init__()
         self.window = config.window
+        self.align = config.align
         self.num_classes = config.num_classes
         self.latent_size = config.num_classes + THETA_SIZE
         self.dvae = DVAEST(config.dvae_config())
         self.estimator = make_estimator(config.estimator, config.num_classes, temperature=config.temperature,
                                         in_features=config.pooled_pixels)
 
-    def posterior(self, glimpse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Glimpses (B, 1, w, w) -> class logits (B, K), theta's mean and log-variance (B, 6)."""
-        flat = glimpse.flatten(1)[None]
-        mean, log_variance = self.dvae.transform_posterior(flat)
-        return self.dvae.encoder(flat)[0], mean[0], log_variance[0]
+    def transform_posterior(self, glimpse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Glimpses (B, 1, w, w) -> the mean and log-variance of q(theta | glimpse), (B, 6) each."""
+        mean, log_variance = self.dvae.transform_posterior(glimpse.flatten(1)[None])
+        return mean[0], log_variance[0]
+
+    def class_logits(self, glimpse: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The logits (B, K) of q(c | glimpse): the class encoder reads the glimpse, or with ``align``
+        the glimpse with the deformation ``theta`` (B, 6) undone (read at theta^-1: the object in its
+        prototype's frame)."""
+        if self.align:
+            inverse = invert_affine(theta.view(-1, 2, 3))
+            glimpse = crop(glimpse, inverse, (self.window, self.window), validate=False)
+        return self.dvae.encoder(glimpse.flatten(1)[None])[0]
 
     def describe(self, glimpse: torch.Tensor, greedy: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Glimpses -> ``(code (B, K + 6), KL (B,), records)``: a class and a theta, drawn (or the most likely).
@@ -203,13 +229,11 @@ class ClassWhat(nn.Module):
         logits, the class, theta and the two KL terms (exact: the class's
         against the uniform prior, theta's against N(identity, variance)).
         """
-        logits, mean, log_variance = self.posterior(glimpse)
+        mean, log_variance = self.transform_posterior(glimpse)
         std = (0.5 * log_variance).exp()
-        if greedy:
-            classes, theta = logits.argmax(-1), mean
-        else:
-            classes = Categorical(logits=logits, validate_args=False).sample()
-            theta = mean + std * torch.randn_like(mean)
+        theta = mean if greedy else mean + std * torch.randn_like(mean)
+        logits = self.class_logits(glimpse, theta)
+        classes = logits.argmax(-1) if greedy else Categorical(logits=logits, validate_args=False).sample()
         kl_class = self.dvae.kl_categorical(logits)
         prior = Normal(self.dvae.prior_mean, (0.5 * self.dvae.prior_log_variance).exp(), validate_args=False)
         kl_theta = kl_divergence(Normal(mean, std, validate_args=False), prior).sum(-1)

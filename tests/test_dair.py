@@ -11,17 +11,31 @@ from objectcentric import records, runner
 from objectcentric.checkpoints import checkpoint_dir, read_checkpoint
 from objectcentric.estimators import ESTIMATORS, exact_expectation
 from objectcentric.experiments.air import AIRRecipe, load_air_run
-from objectcentric.experiments.dair import (SELECTED_BY, SHIPPED, DAIRRecipe, pick_run, shipped_air,
-                                            shipped_dvae_st)
+from objectcentric.experiments.dair import (
+    SELECTED_BY,
+    SHIPPED,
+    DAIRRecipe,
+    pick_run,
+    shipped_air,
+    shipped_dvae_st,
+)
 from objectcentric.models.air import AIR, AIRConfig
 from objectcentric.models.dair import DAIR, DAIRConfig, DAIRTrace, canvas_grid
-from objectcentric.object_metrics import (FoundObjects, count_accuracy, fit_mapping, match_objects,
-                                          object_accuracy, scene_accuracy, score_objects)
+from objectcentric.object_metrics import (
+    FoundObjects,
+    count_accuracy,
+    fit_mapping,
+    match_objects,
+    object_accuracy,
+    scene_accuracy,
+    score_objects,
+)
 from objectcentric.recipes import RecipeError, from_settings
 from objectcentric.runner import EXPERIMENTS
 from objectcentric.spatial import apply_taps, bilinear_taps, crop, crop_window
 
-SMALL = dict(where_hidden=32, class_hidden=(32,), transform_hidden=(32,), prototype_hidden=32, num_classes=4)
+SMALL = {"where_hidden": 32, "class_hidden": (32,), "transform_hidden": (32,), "prototype_hidden": 32,
+         "num_classes": 4}
 
 
 def canvases(b=6, seed=0):

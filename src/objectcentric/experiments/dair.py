@@ -97,10 +97,11 @@ class DAIRRecipe(Recipe):
 
     Full scale: the training budget is one seed in about 20 minutes of one CPU
     thread. Started from the shipped AIR and D-VAE-ST, DAIR trains with the
-    exact class gradient at about a quarter of AIR's speed (K = 10 class
-    decodes per object): an epoch of 60,000 canvases took 80-100 s in trials
-    (batch 256, one thread, a machine shared with other jobs), so 8 epochs
-    (480,000 canvases, 11-14 minutes with the validation) fit; in 4-epoch
+    exact class gradient at a sixth to a quarter of AIR's speed (K = 10 class
+    decodes per object): 470-750 canvases/s against AIR's 3,200 (batch 256,
+    one thread, a machine shared with other jobs), an epoch of 60,000
+    canvases in 80-130 s, so 8 epochs (480,000 canvases, 11-17 minutes with
+    the validation) fit; in 4-epoch
     trials counting and naming rose most in the first epoch and still rose
     slowly at the fourth. The learning rate is seed 002's 1e-4 (AIR trains at
     4e-4 from scratch; here both parts start trained, and higher rates were not

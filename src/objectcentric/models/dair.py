@@ -93,8 +93,15 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from ..estimators import ESTIMATORS, EstimatorOutput, make_estimator
-from ..spatial import ALIGN_CORNERS, apply_taps, bilinear_taps, crop, invert_affine, pixel_centers
-from .air import LOG_SCALE_LIMIT, AIR, AIRConfig, AIRTrace
+from ..spatial import (
+    ALIGN_CORNERS,
+    apply_taps,
+    bilinear_taps,
+    crop,
+    invert_affine,
+    pixel_centers,
+)
+from .air import AIR, LOG_SCALE_LIMIT, AIRConfig, AIRTrace
 from .dvae import DVAEST, TRANSFORM_PRIOR_VARIANCE, DVAESTConfig
 
 THETA_SIZE = 6

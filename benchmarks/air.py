@@ -36,13 +36,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from objectcentric.timing import time_inference, time_training
 from objectcentric import records
 from objectcentric.checkpoints import verify_shipped
 from objectcentric.data.multi_mnist import multi_mnist_splits
@@ -73,41 +73,6 @@ def beyond(args) -> None:
 
 
 # --- speed ---------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_training(step, batches, device, warmup: int, steps: int, repeats: int) -> float:
-    """Median over ``repeats`` blocks of ``steps`` training steps: images per second."""
-    batch = len(batches[0][0])
-    for i in range(warmup):
-        step(*batches[i % len(batches)])
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        for i in range(steps):
-            step(*batches[i % len(batches)])
-        _sync(device)
-        rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def time_inference(infer, images, device, repeats: int) -> float:
-    """Median milliseconds per canvas of ``infer(images)`` under no_grad."""
-    with torch.no_grad():
-        infer(images)
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            infer(images)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / len(images)
-
-
 def ours_step(device):
     model = RECIPE.build_model().to(device)
     optimizer = RECIPE.optimizer(model)

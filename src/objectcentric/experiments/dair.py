@@ -28,7 +28,6 @@ at least as well as the two side by side, and what its joint training adds.
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -60,6 +59,7 @@ from ..runner import (
     register_experiment,
 )
 from ..spatial import crop_window
+from ..timing import time_inference, time_training
 from ..train import pick_device
 from .air import (
     DATA_SEED,
@@ -382,11 +382,6 @@ def run_report(model: DAIR, labelling: MultiMNIST, tests: dict[str, MultiMNIST])
 
 
 # --- speed --------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def training_speed(model: AIR, recipe: Recipe, images: torch.Tensor, counts: torch.Tensor, steps: int,
                    repeats: int = 3, warmup: int = 2) -> float:
     """Training canvases per second of ``model`` (a copy is trained, at ``recipe``'s optimizer, batch size and
@@ -406,34 +401,14 @@ def training_speed(model: AIR, recipe: Recipe, images: torch.Tensor, counts: tor
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
         optimizer.step()
 
-    for i in range(warmup):
-        step(*batches[i % len(batches)])
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        for i in range(steps):
-            step(*batches[i % len(batches)])
-        _sync(device)
-        rates.append(steps * size / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return time_training(step, batches, device, warmup=warmup, steps=steps, repeats=repeats)
 
 
-@torch.no_grad()
 def latency_ms(model: AIR, images: torch.Tensor, repeats: int = 3) -> float:
     """Milliseconds per canvas of greedy inference on ``images`` in one batch (median of ``repeats``)."""
     device = next(model.parameters()).device
     model.eval()
-    images = images.to(device)
-    model(images, greedy=True, keep_images=False)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        model(images, greedy=True, keep_images=False)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / len(images)
+    return time_inference(lambda x: model(x, greedy=True, keep_images=False), images.to(device), device, repeats)
 
 
 def speed_report(model: DAIR, recipe: DAIRRecipe, quick: bool) -> dict:

@@ -67,3 +67,19 @@ def test_a_chapter_has_at_most_three_plumbing_cells(path):
         PLUMBING.match(line) for line in c.splitlines() if line.strip() and not line.lstrip().startswith("#"))]
     assert len(plumbing) <= 3, (f"{path.name} has {len(plumbing)} plumbing cells; show provenance in the cell "
                                 "of the result it documents, and move helpers into src/objectcentric/chapters/")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_has_the_same_shape(path):
+    """The header box (book.setup), the story, What fails, a summary and three to five exercises."""
+    notebook = json.loads(path.read_text())
+    code = "\n".join(_code_cells(path))
+    markdown = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    assert re.search(r"^MODE, device = book\.setup\(\"\w+\"", code, re.M), "no book.setup(...) set-up cell"
+    headings = re.findall(r"^## (.+)$", markdown, re.M)
+    for wanted in ("What fails", "Summary", "Exercises"):
+        assert any(h.startswith(wanted) for h in headings), f"{path.name} has no '## {wanted}' section"
+    assert headings[-1] == "Exercises" or headings[-1].startswith("Exercises"), "the exercises come last"
+    exercises = markdown.split("## Exercises", 1)[1]
+    n = len(re.findall(r"^\d+\. ", exercises, re.M))
+    assert 3 <= n <= 5, f"{path.name} has {n} numbered exercises"

@@ -233,11 +233,12 @@ def latent_traversal(
     combined = None
     if live:
         combined = widgets.Image(value=to_png(images[-1], scale), format="png")
-        caption = widgets.HTML("all rows combined<br><small>(needs a running kernel)</small>",
-                               layout=widgets.Layout(width="150px"))
+        caption = widgets.HTML("all rows combined<br><small>(redrawn by the running kernel)</small>"
+                               + KERNEL_ONLY_STYLE, layout=widgets.Layout(width="150px"))
         _observe_combined(decode, base_t, rows, grid_t, frame_rows, combined, scale)
-        children.insert(0, widgets.HBox([caption, combined],
-                                        layout=widgets.Layout(align_items="center")))
+        live_row = widgets.HBox([caption, combined], layout=widgets.Layout(align_items="center"))
+        live_row.add_class(KERNEL_ONLY)  # without a kernel it would stay fixed: hidden on static pages
+        children.insert(0, live_row)
     box = LatentTraversal(children, frame_rows, rows, combined)
     box.add_class("oc-traversal")
     return box

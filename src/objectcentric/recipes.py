@@ -36,6 +36,7 @@ RECIPE_MODULES = (
     "objectcentric.experiments.dvae",
     "objectcentric.experiments.air",
     "objectcentric.experiments.dair",
+    "objectcentric.experiments.scae",
 )
 
 REGISTRY: dict[str, type[Recipe]] = {}

@@ -564,3 +564,79 @@ def assignment_slider(strips, captions=None, description: str = "image", scale: 
     box.slider = slider
     return box
 
+
+
+def compact_png(image, scale: int = 1, colors: int = 64) -> bytes:
+    """PNG bytes of an image as for :func:`to_png`, an RGB one reduced to ``colors`` colours (Chapter 7).
+
+    Widget frames of grey digits with a few coloured boxes and some text
+    lose nothing visible at 64 colours and take about half the bytes, which
+    matters when a page holds hundreds of them.
+    """
+    png = to_png(image, scale)
+    picture = PILImage.open(io.BytesIO(png))
+    if picture.mode != "RGB":
+        return png
+    buffer = io.BytesIO()
+    picture.quantize(colors=colors, method=PILImage.Quantize.MEDIANCUT).save(buffer, format="png", optimize=True)
+    return buffer.getvalue() if buffer.tell() < len(png) else png
+
+
+def choice_grid(frames: Mapping, axes, side=None, scale: int = 1,
+                css_class: str = "oc-choice-grid") -> widgets.VBox:
+    """Controls with named choices selecting one of ``frames[(i, j, ...)]``, in the static book too (Chapter 7).
+
+    ``axes`` is a list of ``(description, labels, initial index)`` or
+    ``(description, labels, initial index, "slider")``, one per axis: each
+    axis is a row of toggle buttons (a ``SelectionSlider`` with ``"slider"``)
+    whose choices read ``labels``. ``frames`` maps every tuple of indices to
+    an image (as for :func:`to_png`); they sit in nested ``Stack`` widgets
+    linked to their controls in the browser (``jslink``), as in
+    :func:`frame_grid`, so every combination is precomputed: keep the product
+    of the axes' lengths to a few hundred. ``side`` is one image per choice
+    of the first axis, shown left of the frames and following that axis only
+    (what does not change with the other controls need not be repeated in
+    every frame). The box's ``controls`` attribute holds the controls,
+    ``links`` the links.
+    """
+    axes = [(a[0], [str(label) for label in a[1]], int(a[2]), a[3] if len(a) > 3 else "buttons") for a in axes]
+    shape = tuple(len(labels) for _, labels, _, _ in axes)
+    expected = set(np.ndindex(*shape))
+    if set(frames) != expected:
+        raise ValueError(f"choice_grid needs one frame per index tuple of shape {shape}: "
+                         f"{len(expected - set(frames))} missing, {len(set(frames) - expected)} extra")
+    if side is not None and len(side) != shape[0]:
+        raise ValueError(f"choice_grid's side needs one image per choice of the first axis ({shape[0]}), "
+                         f"got {len(side)}")
+    controls = []
+    for description, labels, initial, kind in axes:
+        if not 0 <= initial < len(labels):
+            raise ValueError(f"the initial index of {description!r} must lie in [0, {len(labels)}), got {initial}")
+        options = [(label, i) for i, label in enumerate(labels)]
+        common = dict(options=options, index=initial, description=description,
+                      style={"description_width": "70px"})
+        if kind == "slider":
+            control = widgets.SelectionSlider(layout=widgets.Layout(width="340px"), **common)
+        else:
+            width = max(36, 8 * max(len(label) for label in labels) + 16)
+            control = widgets.ToggleButtons(**{**common, "style": {"description_width": "70px",
+                                                                   "button_width": f"{width}px"}})
+        controls.append(control)
+    layout, links = widgets.Layout(), []
+
+    def level(prefix: tuple):
+        depth = len(prefix)
+        if depth == len(axes):
+            return widgets.Image(value=compact_png(frames[prefix], scale), format="png", layout=layout)
+        children = [level(prefix + (i,)) for i in range(shape[depth])]
+        return _linked_stack(children, controls[depth], links, controls[depth].index,
+                             "oc-frames" if depth == 0 else None)
+
+    pictures = [level(())]
+    if side is not None:
+        images = [widgets.Image(value=compact_png(image, scale), format="png", layout=layout) for image in side]
+        pictures.insert(0, _linked_stack(images, controls[0], links, controls[0].index))
+    box = widgets.VBox([widgets.HBox(pictures, layout=widgets.Layout(align_items="flex-start")), *controls])
+    box.add_class(css_class)
+    box.controls, box.links = controls, links
+    return box

@@ -1,0 +1,240 @@
+"""Chapter 8's recipe and recorded experiment: settings, TensorFlow 1's RMSProp, the evaluator, results/scae.json."""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+import objectcentric.experiments.scae as exp
+from objectcentric.experiments.scae import SCAERecipe, TFRMSprop, evaluate
+from objectcentric.models.scae import SCAE, SCAEConfig
+from objectcentric.recipes import RecipeError, recipe_class
+from objectcentric.runner import EXPERIMENTS, Outputs, read_record, reproduce, train
+from objectcentric.train import NonFiniteLossError
+
+# A small SCAE with every piece of the official architecture (as in test_scae.py).
+TINY = {"n_parts": 5, "n_special": 4, "encoder_channels": (8, 8, 8, 8), "colour_hidden": 8, "n_objects": 4,
+        "set_dims": 8, "set_output": 16, "object_params": 8, "object_hidden": 16}
+
+
+def tiny_model() -> SCAE:
+    torch.manual_seed(0)
+    return SCAE(SCAEConfig(**TINY)).eval()
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+def test_the_recipe_is_registered_with_the_official_settings():
+    assert recipe_class("scae") is SCAERecipe and SCAERecipe.chapter == "8"
+    recipe = SCAERecipe()
+    assert (recipe.batch_size, recipe.lr, recipe.optimizer_name) == (128, 3e-5, "rmsprop_tf")
+    assert (recipe.n_parts, recipe.n_objects, recipe.invert_pose, recipe.alpha_channel) == (40, 32, True, True)
+    assert recipe.clip_grad_norm is None
+    steps = recipe.epochs * math.ceil(recipe.n_train / recipe.batch_size)
+    assert steps == pytest.approx(300_000, rel=0.001)  # the official budget
+    model = recipe.build_model()
+    optimizer = recipe.optimizer(model)
+    assert isinstance(optimizer, TFRMSprop)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["decay"]) == (3e-5, 0.9, 0.9)
+    assert group["eps"] == pytest.approx(1e-2 / 128 ** 2)
+    assert isinstance(SCAERecipe(optimizer_name="adam").optimizer(model), torch.optim.Adam)
+    assert recipe.shipped_name() == "scae_mnist.pt"
+    assert SCAERecipe(invert_pose=False).shipped_name() is None
+    assert SCAERecipe(alpha_channel=False).shipped_name() is None
+
+
+def test_rmsprop_epsilon_follows_the_batch_size():
+    recipe = SCAERecipe(batch_size=32)
+    group = recipe.optimizer(recipe.build_model()).param_groups[0]
+    assert group["eps"] == pytest.approx(1e-2 / 32 ** 2)
+
+
+def test_the_model_gets_the_recipes_switches():
+    config = SCAERecipe(n_parts=24, n_objects=24, invert_pose=False, alpha_channel=False).config()
+    assert (config.n_parts, config.n_objects, config.invert_pose, config.alpha_channel) == (24, 24, False, False)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"n_train": 0}, "n_train must be a whole number from 1 to 55,000"),
+    ({"n_train": 60_000}, "n_train must be a whole number from 1 to 55,000"),
+    ({"n_val": 10}, "n_val must be a whole number from 20 to 5,000"),
+    ({"n_parts": 0}, "n_parts must be a whole number from 1 or more"),
+    ({"n_objects": 2.5}, "n_objects must be a whole number"),
+    ({"optimizer_name": "sgd"}, "optimizer_name must be one of rmsprop_tf, adam"),
+    ({"invert_pose": "yes"}, "invert_pose must be True or False"),
+    ({"lr": 0.0}, "lr must be positive"),
+    ({"batch_size": 0}, "batch_size must be a whole number"),
+])
+def test_bad_settings_are_clear_errors(settings, message):
+    with pytest.raises(RecipeError, match=message):
+        SCAERecipe(**settings)
+
+
+def test_the_quick_scale_is_a_few_steps_of_the_full_model():
+    quick = SCAERecipe().at_scale("quick")
+    assert quick.quick and quick.epochs == 1 and quick.n_train // quick.batch_size <= 4
+    assert quick.config() == SCAERecipe(batch_size=quick.batch_size).config()  # same architecture
+
+
+# --- TensorFlow 1's RMSProp -----------------------------------------------------------------------
+def test_tf_rmsprop_matches_a_hand_computation():
+    lr, decay, momentum, eps = 0.1, 0.9, 0.5, 0.01
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = TFRMSprop([p], lr=lr, decay=decay, momentum=momentum, eps=eps)
+    p.grad = torch.tensor([0.5, -1.0])
+    optimizer.step()
+    # By hand: ms = 0.9 * 1 + 0.1 * g**2 = (0.925, 1.0) (TensorFlow starts it at 1, not 0);
+    # step = 0.1 * g / sqrt(ms + 0.01) (epsilon inside the root) = (0.0517088, -0.0995037).
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9482912, -1.9004963]))
+    # Later steps, against the formula written out in plain floats.
+    value, ms, mom = [0.9482912, -1.9004963], [0.925, 1.0], [0.0517088, -0.0995037]
+    for g in ([2.0, 0.0], [-1.0, 3.0]):
+        p.grad = torch.tensor(g)
+        optimizer.step()
+        for i in range(2):
+            ms[i] = decay * ms[i] + (1 - decay) * g[i] ** 2
+            mom[i] = momentum * mom[i] + lr * g[i] / math.sqrt(ms[i] + eps)  # epsilon inside the root
+            value[i] -= mom[i]
+        torch.testing.assert_close(p.detach(), torch.tensor(value))
+
+
+def test_tf_rmsprop_differs_from_torchs_and_resumes_exactly():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = TFRMSprop([a], lr=1e-2, decay=0.9, momentum=0.9, eps=1e-6)
+    theirs = torch.optim.RMSprop([b], lr=1e-2, alpha=0.9, momentum=0.9, eps=1e-6)
+    g = torch.randn(5) * 1e-3
+    a.grad, b.grad = g.clone(), g.clone()
+    ours.step()
+    theirs.step()
+    # torch's mean square starts at 0: tiny gradients take steps of about lr; TensorFlow's start at 1.
+    assert (a - b).abs().max() > 1e-3
+    # The state survives a checkpoint's round trip (what a resumed run loads).
+    c = torch.nn.Parameter(a.detach().clone())
+    again = TFRMSprop([c], lr=1e-2, decay=0.9, momentum=0.9, eps=1e-6)
+    again.load_state_dict(copy.deepcopy(ours.state_dict()))
+    a.grad, c.grad = g.clone(), g.clone()
+    ours.step()
+    again.step()
+    torch.testing.assert_close(a.detach(), c.detach())
+    with pytest.raises(ValueError, match="momentum must be in"):
+        TFRMSprop([a], lr=1e-2, momentum=1.0)
+
+
+# --- one training step and the evaluator -----------------------------------------------------------
+def test_a_training_step_shifts_the_digits_and_trains_every_part():
+    recipe = SCAERecipe().at_scale("quick")
+    torch.manual_seed(0)
+    model = SCAE(SCAEConfig(**TINY)).train()
+    digits, labels = torch.rand(4, 1, 28, 28), torch.arange(4)
+    terms = recipe.step(model, (digits, labels))
+    assert {"loss", "rec_ll", "caps_ll", "prior_acc"} <= set(terms)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert model.encoder.head.weight.grad.abs().sum() > 0 and model.prior_probe.weight.grad.abs().sum() > 0
+
+
+def test_a_quick_run_trains_and_reports_the_held_out_numbers(tmp_path):
+    recipe = SCAERecipe().at_scale("quick")
+    run = train(recipe, 0, tmp_path / "run", device="cpu", progress="none")
+    record = read_record(tmp_path / "run")
+    assert record["status"] == "done" and record["steps"] == math.ceil(recipe.n_train / recipe.batch_size)
+    metrics = record["metrics"]
+    for key in ("val_loss", "val_rec_ll", "val_caps_ll", "val_prior_accuracy", "val_posterior_accuracy",
+                "val_prior_probe_accuracy", "val_posterior_probe_accuracy"):
+        assert math.isfinite(metrics[key]), key
+    assert 0 <= metrics["val_prior_accuracy"] <= 1
+    assert run.history[0]["rec_ll"] < 0
+
+
+def test_the_validation_canvases_are_held_out_training_digits():
+    from objectcentric.data.mnist import load_mnist
+
+    images, labels = exp.validation_canvases(30)
+    digits, all_labels = load_mnist("train")
+    assert images.shape == (30, 1, 40, 40) and torch.equal(labels, all_labels[55_000:55_030])
+    # Each canvas holds its digit unchanged, somewhere; the same canvases every time.
+    assert torch.allclose(images.flatten(1).sum(1), digits[55_000:55_030].flatten(1).sum(1))
+    assert torch.equal(images, exp.validation_canvases(30)[0])
+    assert SCAERecipe().train_data().tensors[0].shape == (55_000, 1, 28, 28)
+
+
+def test_the_evaluator_on_a_tiny_model():
+    model = tiny_model()
+    images = torch.rand(40, 1, 40, 40, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(40) % 10
+    state = torch.get_rng_state()
+    row = evaluate(model, images, labels, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), state)  # the presence noise is seeded apart from training's
+    assert set(row) == {"loss", "rec_ll", "caps_ll", "prior_accuracy", "posterior_accuracy",
+                        "prior_probe_accuracy", "posterior_probe_accuracy"}
+    assert all(math.isfinite(v) for v in row.values())
+    assert all(0 <= row[k] <= 1 for k in row if k.endswith("accuracy"))
+    assert evaluate(model, images, labels, batch_size=16) == row  # repeatable
+    assert not model.training
+
+
+def test_the_evaluator_stops_on_a_nan():
+    model = tiny_model()
+    with torch.no_grad():
+        model.decoder.bg_value.fill_(float("nan"))
+    images, labels = torch.rand(20, 1, 40, 40), torch.arange(20) % 10
+    with pytest.raises(NonFiniteLossError, match="validation .* became NaN"):
+        evaluate(model, images, labels, batch_size=10)
+
+
+# --- the recorded experiment ---------------------------------------------------------------------
+def test_the_full_experiment_is_three_seeds_and_two_ablations():
+    jobs = EXPERIMENTS["scae"].jobs("full")
+    final = [j for j in jobs if j.recipe == SCAERecipe()]
+    assert sorted(j.seed for j in final) == [0, 1, 2] and len(jobs) == 5
+    assert {(j.recipe.invert_pose, j.recipe.alpha_channel) for j in jobs} == {(True, True), (False, True),
+                                                                                (True, False)}
+    assert all(j.recipe.quick for j in EXPERIMENTS["scae"].jobs("quick"))
+
+
+@pytest.fixture(scope="module")
+def quick_experiment(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scae")
+    summary = reproduce(["scae"], scale="quick", executor="inline", out=out)
+    return out / "quick", summary
+
+
+def test_the_quick_experiment_writes_the_results_keys_and_ships_nothing(quick_experiment):
+    out, summary = quick_experiment
+    assert summary["scae"]["failed"] == 0 and summary["scae"]["done"] == 3
+    data = json.loads((out / "results" / "scae.json").read_text())
+    assert data["scale"] == "quick"
+    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "torch"):
+        assert key in data, key
+    for protocol in ("train_fit", "test_refit"):
+        values = data["accuracy_by_seed"][protocol]
+        assert len(values) == 1 and 0 <= values[0] <= 1
+    assert len(data["linear_probe_by_seed"]["prior"]) == 1
+    assert data["nan_runs"] == 0 and data["seeds"] == [0]
+    assert data["steps_by_seed"] == [3] and data["training_device_by_seed"][0].startswith("cpu")
+    curve = data["accuracy_vs_compute"]["0"]
+    assert curve["steps"] == [3] and len(curve["cpu_hours"]) == len(curve["val_prior_accuracy"]) == 1
+    assert set(data["ablations"]) == {"uninverted_pose", "no_alpha_channel"}
+    assert data["ablations"]["uninverted_pose"]["settings"] == {"invert_pose": False}
+    assert 0 <= data["ablations"]["no_alpha_channel"]["prior_test_refit"] <= 1
+    assert data["seconds_per_step"]["cpu"] > 0
+    assert data["shipped_checkpoint"] is None and data["selected_by"] == "val_loss"
+    assert not (out / "checkpoints" / exp.SHIPPED).exists()
+
+
+def test_a_run_stopped_by_a_nan_is_counted_and_listed_with_its_error(quick_experiment, tmp_path):
+    out, _ = quick_experiment
+    runs = out / "scae"
+    records = {p.name: read_record(p) for p in runs.iterdir() if (p / "record.json").exists()}
+    final = next(k for k, r in records.items() if r["settings"]["invert_pose"] and r["settings"]["alpha_channel"])
+    failed = {**records[final], "status": "failed", "seed": 1,
+              "error": "NonFiniteLossError: the loss became nan at epoch 3, step 7"}
+    records["scae_quick_seed1"] = failed  # no run folder: nothing to score
+    exp._collect(records, Outputs(runs=runs, results=tmp_path, checkpoints=tmp_path / "ck", scale="quick"))
+    data = json.loads((tmp_path / "scae.json").read_text())
+    assert data["nan_runs"] == 1 and data["seeds"] == [0]
+    assert data["runs"]["scae_quick_seed1"]["nan"] and data["runs"]["scae_quick_seed1"]["status"] == "failed"

@@ -57,9 +57,7 @@ if "google.colab" in sys.modules:
 
 
 # %%
-TRAIN = (
-    False  # True: train DAIR here at full settings instead of loading the shipped one
-)
+TRAIN = False  # True: train DAIR here instead of loading the shipped model
 
 from IPython.display import Markdown, display
 
@@ -181,14 +179,13 @@ noise = chapter.class_gradient_noise(
 display(chapter.estimator_table(noise), Markdown(chapter.estimator_words(noise)))
 
 # %% [markdown]
-# A single REINFORCE estimate is mostly noise: the cost of a canvas is large (tens
-# of nats) and changes little from class to class, so $f_i(b)\,\nabla \log q(b)$
-# points wherever the drawn class happens to push it. Averaging as many REINFORCE
-# estimates as the exact gradient costs decodes still leaves most of the noise.
-# CONCRETE is much quieter, but it differentiates a mixture of prototypes that the
-# model never paints, and its average does not converge to the exact gradient. For
-# ten classes the exact gradient is both the cheapest accurate choice and free of
-# bias, and the recipe uses it.
+# Why is REINFORCE so noisy here? The cost of a canvas is tens of nats and changes
+# by only a few between the plausible classes, so $f_i(b)\,\nabla \log q(b)$ is a
+# large number times a direction that depends on which class was drawn; the
+# estimate is unbiased only on average over many draws. CONCRETE differentiates the
+# cost of a *relaxed* sample, a mixture of prototypes that the model never paints,
+# so its average is the gradient of another function: quieter, but biased. With ten
+# classes the exact sum is affordable, has neither problem, and the recipe uses it.
 #
 # ## Training
 #
@@ -202,7 +199,9 @@ display(chapter.estimator_table(noise), Markdown(chapter.estimator_words(noise))
 # die) keeps every prototype in use. The recipe:
 
 # %%
-display(chapter.recipe_table(DAIRRecipe(), chapter.caveat(MODE)))
+display(chapter.recipe_table(DAIRRecipe()))
+
+# %%
 run, model = chapter.load_model(MODE, device)
 history = run.history
 
@@ -219,7 +218,7 @@ replay_history(
 
 # %%
 results = chapter.evaluation(MODE, model, history, device=device)
-print(chapter.training_words(history))
+display(Markdown(chapter.training_words(history)))
 display(chapter.training_provenance(run, results))
 
 # %% [markdown]
@@ -239,7 +238,7 @@ sets = fresh_test_canvases(n_test)  # "": 0-2 digits, "three_digit_": 3 digits
 test, test3 = sets[""], sets["three_digit_"]
 mapping = chapter.mapping_of(results)
 evaluated = chapter.evaluate_objects(model, test, mapping)
-print(chapter.recount_words(evaluated, results))
+display(Markdown(chapter.recount_words(evaluated, results)))
 
 # %% mystnb={"figure": {"caption": "DAIR's ten prototypes, each titled with the digit its class is mapped to on the labelling canvases, its class number, and the share of the objects found on the test canvases that it explains.", "name": "fig-dair-prototypes"}, "image": {"alt": "Ten grey prototype images of the digits 0 to 9"}}
 fig = chapter.prototype_figure(
@@ -334,10 +333,10 @@ if results.get("recorded"):
 # digit) or move its window by a fifth of the canvas's half-width (five pixels),
 # and the scene is painted again from the prototypes. Next to it stand the input
 # and DAIR's own reading, with the reconstruction error of each in nats: a class
-# that explains the pixels worse costs more, and the class DAIR chose is usually
-# the cheapest. Every combination is computed in advance, so the controls also work
-# in the static book; in a running notebook you can call `chapter.scene_editor` with
-# other canvases.
+# that explains the pixels worse costs more (whether DAIR's choice is always the
+# cheapest, "What fails" measures). Every combination is computed in advance, so
+# the controls also work in the static book; in a running notebook you can call
+# `chapter.scene_editor` with other canvases.
 
 # %% tags=["hide-input"]
 chapter.scene_editor(model, test, mapping, device=device)
@@ -357,14 +356,28 @@ display(Markdown(chapter.confusion_words(evaluated)))
 # %% [markdown]
 # {numref}`fig-dair-misnamed` shows examples of the most frequent confusions, as
 # the class encoder saw them (the glimpse with the deformation undone), next to the
-# prototype chosen and the prototype of the true digit. Misnamed digits are mostly
-# ones whose deformed shape lies closer to another prototype: a 4 whose top is
-# closed looks like a 9, a 7 with a crossbar or a curl, a 1 written with a serif.
-# One prototype per digit cannot hold two ways of writing it, and the affine
-# deformation cannot turn one way into the other.
+# prototype chosen and the prototype of the true digit.
 
 # %% mystnb={"figure": {"caption": "The most frequent confusions on the test canvases: for each pair, three misnamed digits as the class encoder read them (the glimpse with the deformation undone), the prototype DAIR chose, and the prototype of the true digit.", "name": "fig-dair-misnamed"}, "image": {"alt": "Rows of misnamed digit glimpses next to two prototypes each"}}
 fig = chapter.misnamed_figure(model, evaluated, title=chapter.caveat(MODE))
+
+# %% [markdown]
+# Is a misnamed digit the encoder's mistake, or the model's? The encoder proposes a
+# class; the model's own judgement is the local cost $f_i(b)$ of each class, the
+# reconstruction error with the object painted as that class's deformed prototype.
+# If the wrong class is also the cheapest, no better encoder would fix the name:
+# the prototypes themselves explain those pixels better as the wrong digit.
+
+# %%
+diagnosis = chapter.naming_diagnosis(model, evaluated)
+display(Markdown(chapter.naming_words(diagnosis)))
+
+# %% [markdown]
+# One prototype per digit is a single way of writing it, and an affine map can
+# slant, stretch and shift it but cannot close a 4's top, open an 8's loop or add a
+# 7's crossbar. Where a digit is written another way, a wrong prototype may fit it
+# better; more prototypes than digits (an exercise in Chapter 5) would give each
+# digit room for two styles, at the cost of a many-to-one mapping.
 
 # %% [markdown]
 # ### Which seeds fail, and whether the ELBO finds them

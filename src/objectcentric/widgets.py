@@ -608,20 +608,21 @@ def choice_grid(frames: Mapping, axes, side=None, scale: int = 1,
     if side is not None and len(side) != shape[0]:
         raise ValueError(f"choice_grid's side needs one image per choice of the first axis ({shape[0]}), "
                          f"got {len(side)}")
-    controls = []
+    controls, rows = [], []
     for description, labels, initial, kind in axes:
         if not 0 <= initial < len(labels):
             raise ValueError(f"the initial index of {description!r} must lie in [0, {len(labels)}), got {initial}")
         options = [(label, i) for i, label in enumerate(labels)]
-        common = dict(options=options, index=initial, description=description,
-                      style={"description_width": "70px"})
         if kind == "slider":
-            control = widgets.SelectionSlider(layout=widgets.Layout(width="340px"), **common)
+            control = widgets.SelectionSlider(options=options, index=initial, readout=True,
+                                              layout=widgets.Layout(width="300px"))
         else:
             width = max(36, 8 * max(len(label) for label in labels) + 16)
-            control = widgets.ToggleButtons(**{**common, "style": {"description_width": "70px",
-                                                                   "button_width": f"{width}px"}})
+            control = widgets.ToggleButtons(options=options, index=initial, style={"button_width": f"{width}px"})
         controls.append(control)
+        # The name in a label of its own: a ToggleButtons' description would sit above its buttons.
+        label = widgets.HTML(f"<b>{description}</b>", layout=widgets.Layout(width="70px", min_width="70px"))
+        rows.append(widgets.HBox([label, control], layout=widgets.Layout(align_items="center")))
     layout, links = widgets.Layout(), []
 
     def level(prefix: tuple):
@@ -636,7 +637,7 @@ def choice_grid(frames: Mapping, axes, side=None, scale: int = 1,
     if side is not None:
         images = [widgets.Image(value=compact_png(image, scale), format="png", layout=layout) for image in side]
         pictures.insert(0, _linked_stack(images, controls[0], links, controls[0].index))
-    box = widgets.VBox([widgets.HBox(pictures, layout=widgets.Layout(align_items="flex-start")), *controls])
+    box = widgets.VBox([widgets.HBox(pictures, layout=widgets.Layout(align_items="flex-start")), *rows])
     box.add_class(css_class)
     box.controls, box.links = controls, links
     return box

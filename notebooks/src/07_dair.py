@@ -195,8 +195,8 @@ display(chapter.estimator_table(noise), Markdown(chapter.estimator_words(noise))
 # teaches them to work together: the where network now sees what prototypes leave
 # unexplained instead of what AIR's glimpse decoder leaves, and the class encoder
 # reads crops of crowded canvases instead of centred digits. An extra KL term on the
-# mean class distribution of each batch (Chapter 5's remedy against classes that
-# die) keeps every prototype in use. The recipe:
+# mean class distribution of each batch, Chapter 5's remedy against classes that
+# die, pushes the model to keep every prototype in use. The recipe:
 
 # %%
 display(chapter.recipe_table(DAIRRecipe()))
@@ -209,7 +209,8 @@ history = run.history
 # {numref}`fig-dair-curves` replays the training: the negative ELBO, the
 # reconstruction error, and the share of canvases counted right, on the training
 # batches and, after every epoch, on validation canvases (MNIST's training digits,
-# never trained on), with 0-2 digits and with 3.
+# never trained on), with 0-2 digits and with 3. The block under the curves lists
+# each recorded seed's training time and the machine that trained the shipped one.
 
 # %% mystnb={"figure": {"caption": "DAIR's training, epoch by epoch: the negative ELBO and the reconstruction error per canvas, and the count accuracy on the training batches and on validation canvases with 0-2 and with 3 digits.", "name": "fig-dair-curves"}, "image": {"alt": "Four training curves: negative ELBO, reconstruction error and two count accuracies"}}
 replay_history(
@@ -234,7 +235,7 @@ display(chapter.training_provenance(run, results))
 
 # %%
 n_test = {QUICK: 200, READ: 10_000}.get(MODE, 2000)
-sets = fresh_test_canvases(n_test)  # "": 0-2 digits, "three_digit_": 3 digits
+sets = fresh_test_canvases(n_test)  # 0-2 digits and 3 digits
 test, test3 = sets[""], sets["three_digit_"]
 mapping = chapter.mapping_of(results)
 evaluated = chapter.evaluate_objects(model, test, mapping)

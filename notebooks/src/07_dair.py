@@ -306,6 +306,15 @@ display(
 air_results = read_results("air")
 display(chapter.model_table(results))
 display(Markdown(chapter.comparison_words(results, air_results)))
+display(Markdown(chapter.error_words(evaluated)))
+
+# %% [markdown]
+# Why does DAIR not name as many digits as the D-VAE-ST does at the true boxes? The
+# reference gets every count and every window right by construction, so none of
+# its errors are missed digits or extra objects; DAIR's are partly counting errors,
+# and the rest are names, which the section "What fails" takes apart. Naming a
+# digit through a window that AIR placed, and with prototypes that training has
+# moved, is harder than naming a centred crop.
 
 # %% [markdown]
 # The thesis measured only counts, on its own training canvases, with `z_pres`
@@ -402,17 +411,20 @@ display(Markdown(chapter.seed_words(results)))
 
 # %%
 display(chapter.counting_error_table(evaluated, chapter.caveat(MODE)))
+display(Markdown(chapter.counting_words(evaluated)))
 
 # %% mystnb={"figure": {"caption": "Test canvases that DAIR counts wrong, up to two of each kind of error: the input with DAIR's windows and the digits it names (top), and its reconstruction from prototypes (bottom).", "name": "fig-dair-counting"}, "image": {"alt": "Canvases with too many or too few coloured windows and their reconstructions"}}
 fig = chapter.counting_errors_figure(model, evaluated, device=device)
 
 # %% [markdown]
-# Two objects for one digit is the error that DAIR adds to AIR's. A prototype,
-# deformed only by an affine map, often explains a digit less completely than AIR's
-# free-form glimpse decoder did; what it leaves unexplained looks, to the next step
-# of the difference network, like a little more ink, and a second, small window
-# paints another prototype over it. The opposite error, two digits in one window,
-# happens where two digits touch and one prototype covers both well enough.
+# How can one digit get two objects? A prototype, deformed only by an affine map,
+# explains a digit less completely than AIR's free-form glimpse decoder, which can
+# draw any stroke it likes. What it leaves unexplained is, to the next step of the
+# difference network, a little more ink, and if painting a second prototype over it
+# lowers the reconstruction error by more than the object costs in KL, a second
+# window appears. The opposite errors, two digits in one window and a digit missed,
+# happen where two digits touch and one prototype covers both well enough, or where
+# a thin digit (often a 1) leaves too little ink to pay for an object.
 #
 # ## Summary
 #

@@ -69,9 +69,11 @@ __all__ = [
     "counting_error_table",
     "counting_errors",
     "counting_errors_figure",
+    "counting_words",
     "digit_confusion",
     "digit_confusion_table",
     "digit_names",
+    "error_words",
     "estimator_table",
     "estimator_words",
     "evaluate_objects",
@@ -403,7 +405,11 @@ def comparison_words(results: dict, air_results: dict) -> str:
         words.append(f", {verdict}: AIR with k-means on z_what names {pct(km)}, AIR with the D-VAE-ST reading "
                      f"its windows {pct(two)}")
     if "dvae_st_true_windows" in base:
-        words.append(f". Read at the true boxes, the D-VAE-ST names {pct(base['dvae_st_true_windows']['object_accuracy'])}")
+        reference = base["dvae_st_true_windows"]["object_accuracy"]
+        gap = 100 * (reference - mean["object_accuracy"])
+        relation = (f", {gap:.1f} points more than DAIR" if gap > 0.05 else
+                    f", {-gap:.1f} points fewer than DAIR" if gap < -0.05 else ", as many as DAIR")
+        words.append(f". Read at the true boxes, the D-VAE-ST names {pct(reference)}{relation}")
     text = "".join(words) + "."
     air_count = base.get("air_dvae_st", {}).get("count_accuracy")
     if air_count is not None:
@@ -596,6 +602,33 @@ def counting_errors(evaluated: Evaluated) -> dict[str, list[int]]:
         else:
             kinds["merged" if (near.sum(1) >= 2).any() else "missed"].append(int(n))
     return kinds
+
+
+def error_words(evaluated: Evaluated) -> str:
+    """Where the digits that are not named right go: misnamed, missed, or outnumbered by extra objects."""
+    matrix, missed, extra = digit_confusion(evaluated)
+    slots = int(evaluated.matching.slots.sum())
+    right = int(np.trace(matrix))
+    misnamed = int(matrix.sum()) - right
+    wrong = slots - right
+    if not wrong:
+        return "Every digit of these canvases is found and named right."
+    return (f"On these {len(evaluated.objects):,} canvases, {slots:,} objects had to be right (a digit, or an "
+            f"extra object where there is none) and {right:,} were ({pct(right / slots)}). Of the {wrong:,} "
+            f"errors, {misnamed:,} ({pct(misnamed / wrong)}) are digits found and misnamed, {missed:,} "
+            f"({pct(missed / wrong)}) digits matched to no object, and the rest are canvases with more "
+            f"objects than digits ({extra:,} extra objects).")
+
+
+def counting_words(evaluated: Evaluated) -> str:
+    """The most frequent kind of counting error, in a sentence."""
+    kinds = counting_errors(evaluated)
+    total = sum(len(v) for v in kinds.values())
+    if not total:
+        return "Every canvas is counted right."
+    top = max(kinds, key=lambda k: len(kinds[k]))
+    return (f"{pct(total / len(evaluated.objects), 2)} of the canvases are counted wrong; the most frequent "
+            f"kind of error is {COUNTING_KINDS[top]} ({len(kinds[top]):,} of {total:,}).")
 
 
 def counting_error_table(evaluated: Evaluated, caveat_words: str = ""):

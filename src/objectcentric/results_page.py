@@ -64,6 +64,15 @@ HEADLINES = (
              ("count_accuracy_by_digits", "4"), seeds=1),
     Headline("air", "AIR: mean IoU of the windows with the true boxes, 0-2 digits", "air", ("mean_iou", "0-2"),
              unit="", seeds=1),
+    Headline("dair", "DAIR: count accuracy, 0-2 digits (the shipped seed)", "dair", ("count_accuracy",), seeds=1,
+             compare=("thesis", "count_accuracy_best"),
+             compare_source="the thesis's DAIR, best of 10 runs, on its training canvases"),
+    Headline("dair", "DAIR: digits named right (the shipped seed)", "dair", ("object_accuracy",), seeds=1,
+             compare=("baselines", "air_dvae_st", "object_accuracy"),
+             compare_source="AIR's windows named by the D-VAE-ST, same canvases"),
+    Headline("dair", "DAIR: scenes counted and named right (the shipped seed)", "dair", ("scene_accuracy",),
+             seeds=1, compare=("baselines", "air_dvae_st", "scene_accuracy"),
+             compare_source="AIR's windows named by the D-VAE-ST, same canvases"),
 )
 
 

@@ -190,11 +190,12 @@ display(chapter.estimator_table(noise), Markdown(chapter.estimator_words(noise))
 # ## Training
 #
 # DAIR starts from the two shipped models, not from scratch. The thesis trained its
-# DAIR from random weights and found both counting and naming hard to learn at
-# once; here each part has already been learned by a simpler model, and training
-# teaches them to work together: the where network now sees what prototypes leave
-# unexplained instead of what AIR's glimpse decoder leaves, and the class encoder
-# reads crops of crowded canvases instead of centred digits. An extra KL term on the
+# DAIR from random weights, asking it to learn counting and naming at once, and
+# found the results rather poor; here each part has already been learned by a
+# simpler model, and training teaches them to work together: the where network
+# now sees what prototypes leave unexplained instead of what AIR's glimpse decoder
+# leaves, and the class encoder reads crops of crowded canvases instead of centred
+# digits. An extra KL term on the
 # mean class distribution of each batch, Chapter 5's remedy against classes that
 # die, pushes the model to keep every prototype in use. The recipe:
 
@@ -309,12 +310,16 @@ display(Markdown(chapter.comparison_words(results, air_results)))
 display(Markdown(chapter.error_words(evaluated)))
 
 # %% [markdown]
-# Why does DAIR not name as many digits as the D-VAE-ST does at the true boxes? The
-# reference gets every count and every window right by construction, so none of
-# its errors are missed digits or extra objects; DAIR's are partly counting errors,
-# and the rest are names, which the section "What fails" takes apart. Naming a
-# digit through a window that AIR placed, and with prototypes that training has
-# moved, is harder than naming a centred crop.
+# Why does DAIR name fewer digits than the D-VAE-ST does at the true boxes? The
+# reference gets every count and every window right by construction, so it can
+# only make the first kind of error above, a misnamed digit. And even that kind
+# depends on the window: has training the two models together changed the naming
+# itself, or only where it looks? Hand DAIR's describer the true boxes instead of
+# its own windows:
+
+# %%
+true_box = chapter.true_box_naming(model, test, results, device=device)
+display(Markdown(chapter.window_words(true_box, evaluated)))
 
 # %% [markdown]
 # The thesis measured only counts, on its own training canvases, with `z_pres`
@@ -384,10 +389,11 @@ display(Markdown(chapter.naming_words(diagnosis)))
 
 # %% [markdown]
 # One prototype per digit is a single way of writing it, and an affine map can
-# slant, stretch and shift it but cannot close a 4's top, open an 8's loop or add a
-# 7's crossbar. Where a digit is written another way, a wrong prototype may fit it
-# better; more prototypes than digits (an exercise in Chapter 5) would give each
-# digit room for two styles, at the cost of a many-to-one mapping.
+# slant, stretch and shift it but cannot close the top of a 4 into the loop of a 9,
+# or open the loops of an 8 into a 3. Where a digit is written in a way its
+# prototype does not cover, a wrong prototype may fit it better; more prototypes
+# than digits (overclustering, as in Chapter 5) would give each digit room for two
+# styles, at the cost of a many-to-one mapping.
 
 # %% [markdown]
 # ### Which seeds fail, and whether the ELBO finds them

@@ -97,6 +97,8 @@ __all__ = [
     "thesis_table",
     "training_provenance",
     "training_words",
+    "true_box_naming",
+    "window_words",
 ]
 
 QUICK_WORDS = " (a briefly trained model: not results)"
@@ -452,6 +454,12 @@ def seed_words(results: dict) -> str:
         text += "More than three points behind the best: " + "; ".join(notes) + ". "
     else:
         text += "No seed is more than three points behind the best. "
+    highest = max(runs, key=lambda r: r["val_neg_elbo"])
+    if highest is worst:
+        others = [r["val_neg_elbo"] for r in runs if r is not worst]
+        text += (f"The worst seed also has the highest validation −ELBO ({worst['val_neg_elbo']:.1f} nats, "
+                 f"against {min(others):.1f} to {max(others):.1f} for the others): the ELBO finds it "
+                 "without a label. ")
     pearson = float(np.corrcoef([r["val_neg_elbo"] for r in runs], [r["object_accuracy"] for r in runs])[0, 1])
     text += (f"Without labels, the seed with the lowest validation −ELBO is seed {by_elbo[0]['seed']}, the "
              f"{_ordinal(rank)} best at naming ({pct(by_elbo[0]['object_accuracy'])}); across the seeds the "
@@ -620,6 +628,38 @@ def error_words(evaluated: Evaluated) -> str:
             f"objects than digits ({extra:,} extra objects).")
 
 
+@torch.no_grad()
+def true_box_naming(model, data, results: dict, device="cpu") -> dict:
+    """How well DAIR's describer (its class encoder and prototypes) names the digits of ``data`` when it is
+    handed the *true* boxes, next to the shipped D-VAE-ST on the same crops, each with its own mapping
+    (``results``' shipped run and its D-VAE-ST reference): ``{"dair": ..., "dvae_st": ..., "digits": n}``."""
+    from ..spatial import crop_window
+
+    canvas, slot = data.present.nonzero(as_tuple=True)
+    where = data.z_where[canvas, slot]
+    crops = crop_window(data.images[canvas], where[:, 0], where[:, 1:], model.config.window).to(device)
+    truth = data.classes[canvas, slot].numpy()
+    _, _, recorded = model.what.describe(crops, greedy=True)
+    dair = mapping_of(results)[recorded["classes"].cpu().numpy()]
+    dvae_st = shipped_dvae_st(device)
+    classes = torch.cat([dvae_st.assign(crops[i:i + 1000])[0].cpu() for i in range(0, len(crops), 1000)])
+    reference = np.asarray(results["baselines"]["dvae_st_true_windows"]["mapping"])[classes.numpy()]
+    return {"dair": float((dair == truth).mean()), "dvae_st": float((reference == truth).mean()),
+            "digits": len(truth)}
+
+
+def window_words(true_box: dict, evaluated: Evaluated) -> str:
+    """:func:`true_box_naming` next to the share of matched digits DAIR names right in its own windows."""
+    matrix, _, _ = digit_confusion(evaluated)
+    own = np.trace(matrix) / max(matrix.sum(), 1)
+    gap = 100 * (true_box["dvae_st"] - true_box["dair"])
+    verdict = ("so training the two models together has not spoiled the naming"
+               if gap < 0.5 else f"so training the two models together costs {gap:.1f} points of naming")
+    return (f"Handed the true boxes of the same {true_box['digits']:,} digits, DAIR's own class encoder and "
+            f"prototypes name {pct(true_box['dair'])} of them, the shipped D-VAE-ST {pct(true_box['dvae_st'])}: "
+            f"{verdict}. In DAIR's own windows, {pct(own)} of the digits it finds are named right.")
+
+
 def counting_words(evaluated: Evaluated) -> str:
     """The most frequent kind of counting error, in a sentence."""
     kinds = counting_errors(evaluated)
@@ -627,8 +667,17 @@ def counting_words(evaluated: Evaluated) -> str:
     if not total:
         return "Every canvas is counted right."
     top = max(kinds, key=lambda k: len(kinds[k]))
-    return (f"{pct(total / len(evaluated.objects), 2)} of the canvases are counted wrong; the most frequent "
+    text = (f"{pct(total / len(evaluated.objects), 2)} of the canvases are counted wrong; the most frequent "
             f"kind of error is {COUNTING_KINDS[top]} ({len(kinds[top]):,} of {total:,}).")
+    o, m = evaluated.objects, evaluated.matching
+    matched = np.zeros(o.true_present.shape, bool)
+    matched[m.canvas, m.true] = True
+    missed = np.bincount(o.true_classes[o.true_present & ~matched], minlength=NUM_DIGITS)
+    if missed.sum():
+        digit = int(missed.argmax())
+        text += (f" Of the {int(missed.sum()):,} digits matched to no object, {int(missed[digit]):,} are "
+                 f"{digit}s.")
+    return text
 
 
 def counting_error_table(evaluated: Evaluated, caveat_words: str = ""):

@@ -144,7 +144,7 @@ show_source(canvas_grid)
 # $$
 #
 # which costs $K$ decodes per object instead of one. This is the *local expectation*
-# gradient of Titsias and Lázaro-Gredilla: exact in object $i$'s class, given the
+# gradient {cite}`titsias2015local`: exact in object $i$'s class, given the
 # other objects. What it leaves out is how a different class for object $i$ would
 # have changed what the *later* steps see; AIR's presence bits are treated the same
 # way. The sampling estimators of Chapter 3 stay selectable (`estimator=` in the

@@ -97,6 +97,9 @@ CURVE_LABELS = {
     "accuracy_min": ("accuracy, worst seed", "fraction"),
     "accuracy_max": ("accuracy, best seed", "fraction"),
     "splits": ("split moves", "per epoch"),
+    "kl_class": ("KL of the classes", "nats per canvas"),
+    "kl_theta": ("KL of the deformations", "nats per canvas"),
+    "class_control_loss": ("class estimator's control loss", ""),
     "lr": ("learning rate", ""),
 }
 
@@ -322,6 +325,11 @@ def training_cost(chapter: Chapter, directory: Path | None = None) -> dict:
     if not cpu:  # a chapter timed by its own results file: the recorded runs' wall times, when on a CPU
         own = Path(directory or results_dir()) / f"{key}.json"
         recorded = json.loads(own.read_text()).get("training_wall_time_s") if own.exists() else None
+        if recorded is None and own.exists():  # or each run's own wall time
+            runs = json.loads(own.read_text()).get("runs")
+            if isinstance(runs, dict) and all(isinstance(r, dict) and "training_wall_time_s" in r
+                                              for r in runs.values()):
+                recorded = {k: r["training_wall_time_s"] for k, r in runs.items()}
         if isinstance(recorded, dict) and "cpu" in json.loads(own.read_text()).get("device", ""):
             cpu = {"train_hours": sum(recorded.values()) / 3600, "runs": len(recorded)}
     return {"cpu_hours": cpu.get("train_hours"), "runs": cpu.get("runs"), "gpu_minutes": gpu.get("minutes"),

@@ -25,11 +25,12 @@ WIDGET_PAGES = {
     "04_spatial_transformer.html": "oc-spatial-explorer",
     "05_dvae_st.html": "oc-prototype-explorer",
     "06_air.html": "oc-explorer",
+    "07_dair.html": "oc-scene-editor",
 }
 # Widgets whose sliders and frames share one box (chapter 3's choice_widget: estimator buttons and
 # two sliders over nested Stacks) rather than one `.oc-frame-slider` row per slider. The test moves
 # the *last* slider of the row: the only one of a frame_slider row, the number of samples here.
-SINGLE_BOX_WIDGETS = {"oc-choice", "oc-explorer"}  # oc-explorer: frame_table (chapter 6), canvas x step
+SINGLE_BOX_WIDGETS = {"oc-choice", "oc-explorer", "oc-scene-editor"}  # oc-explorer: frame_table (chapter 6), canvas x step
 # Every Jupyter Book 1 page declares THEBE_JS_URL twice; harmless and not ours.
 KNOWN_PAGE_ERRORS = ("THEBE_JS_URL",)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -12,7 +12,7 @@
 # The code lives in the package `objectcentric`; this page shows each piece where it
 # is explained and runs it.
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

@@ -20,7 +20,7 @@
 # sweep recorded with the book is short, and on shapes a larger β did not help in
 # it; the chapter shows by how much and why.
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

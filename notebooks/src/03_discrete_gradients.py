@@ -18,7 +18,7 @@
 # gradient is known, measure their bias, variance and speed, and then train a VAE
 # with a discrete latent with each of them.
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

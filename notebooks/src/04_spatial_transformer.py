@@ -18,7 +18,7 @@
 # conventions are stated once, at the top of the module; we work on real MNIST test
 # digits.
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

@@ -20,7 +20,7 @@
 # its batches; training the same model with several seeds shows how much a result
 # owes to luck.
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

@@ -24,7 +24,7 @@
 # objects are the class prototypes of Chapter 5.
 # ```
 
-# %%
+# %% tags=["hide-input"]
 # Colab: fetch the book's code and install it. Elsewhere this cell does nothing.
 import os
 import subprocess

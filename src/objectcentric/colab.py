@@ -15,7 +15,7 @@ from pathlib import Path
 
 MARKER = "# Colab: fetch the book's code and install it."
 CELL = '''\
-# %%
+# %% tags=["hide-input"]
 {marker} Elsewhere this cell does nothing.
 import os
 import subprocess

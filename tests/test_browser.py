@@ -134,7 +134,12 @@ PAGE_SCAN = """() => {
                 caption: !!(i.closest('figure') && i.closest('figure').querySelector('figcaption')
                             && i.closest('figure').querySelector('figcaption').innerText.trim())}));
   const code = [...article.querySelectorAll('.cell_input pre')].flatMap(p => p.innerText.split('\\n'));
-  return {text: clone.innerText, paragraphs, images, code};
+  const right = article.getBoundingClientRect().right;
+  const wide_math = [...article.querySelectorAll('mjx-container[display="true"]')]
+    .filter(e => (e.querySelector('mjx-math') || e).getBoundingClientRect().right > right + 1
+                 || e.scrollWidth > e.clientWidth + 2)
+    .map(e => e.innerText.slice(0, 60));
+  return {text: clone.innerText, paragraphs, images, code, wide_math};
 }"""
 
 
@@ -150,7 +155,7 @@ def read_page(browser, path: Path):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_timeout(1500)  # the widget manager renders after load
+    page.wait_for_timeout(2500)  # the widget manager and MathJax render after load
     seen = page.evaluate(PAGE_SCAN)
     page.close()
     return seen, errors
@@ -173,6 +178,7 @@ def reader_problems(seen: dict, errors: list[str]) -> list[str]:
             problems.append(f"an image without alt text: alt={image['alt']!r}, {image['src'][-60:]}")
     problems += [f"a code line over 88 columns: ({len(line)}) {line[:60]}..." for line in seen["code"]
                  if len(line) > 88]
+    problems += [f"an equation wider than the page: {m!r}" for m in seen.get("wide_math", [])]
     problems += [f"console error: {e}" for e in errors]
     return problems
 
@@ -193,10 +199,11 @@ def test_reader_checks_catch_what_they_should():
                    "--deadline 1795605763 at commit 8d856fed4508edb52b9da99c56886404c3cae7fb; target met: False",
            "paragraphs": ["| a | b | |---|---| | 1 | 2 |"],
            "images": [{"src": "_images/x.png", "alt": "_images/x.png", "caption": False}],
-           "code": ["x = 1", "y" * 89]}
+           "code": ["x = 1", "y" * 89], "wide_math": ["L = ..."]}
     problems = reader_problems(bad, ["Identifier 'THEBE_JS_URL' has already been declared"])
     for expected in ("raw table text", "the word 'issue'", "MISSED", "seed 00N", "our own goals", "commit hash",
-                     "run command", "without a caption", "without alt text", "over 88 columns", "console error"):
+                     "run command", "without a caption", "without alt text", "over 88 columns", "console error",
+                     "equation wider"):
         assert any(expected in p for p in problems), f"no problem reported for {expected}"
     good = {"text": "The reference AIR (a rebuild) counts 99.6 %.", "paragraphs": ["A paragraph."],
             "images": [{"src": "_images/x.png", "alt": "three canvases", "caption": True}], "code": ["x = 1"]}

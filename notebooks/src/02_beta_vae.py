@@ -115,8 +115,8 @@ print(
 # $$
 # \begin{aligned}
 # \mathcal L_\beta(x) &=
-# \underbrace{-\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction}}
-# + \beta \sum_{j=1}^{d} \mathrm{KL}\big(q(z_j\mid x)\,\|\,\mathcal N(0, 1)\big), \\
+# \underbrace{-\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction}} \\
+# &\quad + \beta \sum_{j=1}^{d} \mathrm{KL}\big(q(z_j\mid x)\,\|\,\mathcal N(0, 1)\big), \\
 # \mathrm{KL}\big(\mathcal N(\mu_j, \sigma_j^2)\,\|\,\mathcal N(0, 1)\big)
 # &= \tfrac12\big(\mu_j^2 + \sigma_j^2 - 1 - \ln \sigma_j^2\big).
 # \end{aligned}

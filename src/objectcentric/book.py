@@ -16,13 +16,12 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import results_dir
+from .records import read_results, results_dir
 
 __all__ = ["CHAPTERS", "CURVE_LABELS", "Chapter", "Raw", "curve_label", "fmt", "how_measured", "pct", "setup",
            "table", "header_box", "source_block"]
@@ -241,10 +240,10 @@ def read_writers(name: str, directory: Path | None = None) -> list[dict]:
 
     A file written by one benchmark only has its top-level provenance, and that is its one writer.
     """
-    path = Path(directory or results_dir()) / f"{name}.json"
-    if not path.exists():
+    data = read_results(name, directory)
+    if not data:
+        path = Path(directory or results_dir()) / f"{name}.json"
         raise FileNotFoundError(f"{path} does not exist: its chapter's benchmark writes it")
-    data = json.loads(path.read_text())
     if data.get("writers"):
         return data["writers"]
     return [{"keys": sorted(k for k in data if k not in dict(PROVENANCE_ROWS).values()),
@@ -317,20 +316,18 @@ def training_cost(chapter: Chapter, directory: Path | None = None) -> dict:
     an upper bound); ``gpu_minutes``: the same runs on the GPU they were
     trained on, where that was recorded. Missing numbers are None.
     """
-    path = Path(directory or results_dir()) / "reproduce.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_results("reproduce", directory)
     key = chapter.results
     cpu = data.get("cpu", {}).get("chapters", {}).get(key, {})
     gpu = data.get("gpu_recorded_minutes", {}).get(key, {})
     if not cpu:  # a chapter timed by its own results file: the recorded runs' wall times, when on a CPU
-        own = Path(directory or results_dir()) / f"{key}.json"
-        recorded = json.loads(own.read_text()).get("training_wall_time_s") if own.exists() else None
-        if recorded is None and own.exists():  # or each run's own wall time
-            runs = json.loads(own.read_text()).get("runs")
-            if isinstance(runs, dict) and all(isinstance(r, dict) and "training_wall_time_s" in r
-                                              for r in runs.values()):
-                recorded = {k: r["training_wall_time_s"] for k, r in runs.items()}
-        if isinstance(recorded, dict) and "cpu" in json.loads(own.read_text()).get("device", ""):
+        own = read_results(key, directory)
+        recorded = own.get("training_wall_time_s")
+        runs = own.get("runs")
+        if recorded is None and isinstance(runs, dict) and all(
+                isinstance(r, dict) and "training_wall_time_s" in r for r in runs.values()):
+            recorded = {k: r["training_wall_time_s"] for k, r in runs.items()}  # each run's own wall time
+        if isinstance(recorded, dict) and "cpu" in own.get("device", ""):
             cpu = {"train_hours": sum(recorded.values()) / 3600, "runs": len(recorded)}
     return {"cpu_hours": cpu.get("train_hours"), "runs": cpu.get("runs"), "gpu_minutes": gpu.get("minutes"),
             "gpu_runs": gpu.get("runs")}

@@ -12,12 +12,11 @@ fields equal the dict's (``("runs", {"model": "dvae_st"}, "mean")``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .book import CHAPTERS, Raw, fmt, pct, table
-from .records import results_dir
+from .records import read_results
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,8 @@ def rows(directory: Path | None = None) -> list[dict]:
     """Every headline as a row of strings, plus the raw ``value`` it shows."""
     out, cache = [], {}
     for h in HEADLINES:
-        path = Path(directory or results_dir()) / f"{h.results}.json"
         if h.results not in cache:
-            cache[h.results] = json.loads(path.read_text()) if path.exists() else {}
+            cache[h.results] = read_results(h.results, directory)
         data = cache[h.results]
         value = lookup(data, h.path)
         other = lookup(data, h.compare) if isinstance(h.compare, tuple) else h.compare

@@ -71,7 +71,7 @@ def test_the_shipped_model_loads_and_gives_its_recorded_held_out_bound():
     assert recipe.estimator == entry["metrics"]["estimator"]
     run = load_or_train(recipe, "read")
     assert run.record["loaded"] and len(run.history) == entry["metrics"]["epochs"]
-    held_out = chapter.validation_set(recipe.n_val)
+    held_out = chapter.validation_images(recipe.n_val)
     bound = float(run.model.cpu().exact_neg_elbo(held_out).mean())
     assert bound == pytest.approx(entry["metrics"]["val_exact_neg_elbo"], abs=0.05)
     assert run.model.prototypes().shape == (10, 1, 28, 28)

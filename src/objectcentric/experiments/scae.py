@@ -70,6 +70,7 @@ OPTIMIZERS = ("rmsprop_tf", "adam")
 LOSS_TERMS = ("loss", "rec_ll", "caps_ll")
 FEATURES = ("prior", "posterior")  # object presences; parts' mass each object explains
 SEEDS = (0, 1, 2)
+OFFICIAL_STEPS = 300_000  # the official MNIST run's schedule (run_mnist.sh), at batch 128
 SHIPPED = "scae_mnist.pt"
 MAX_SHIPPED_BYTES = 10_000_000
 SELECTED_BY = "val_loss"  # the shipped seed: the lowest validation loss after its last epoch (no labels)
@@ -359,14 +360,18 @@ def curve(history: list[dict], steps_per_epoch: int, device: str) -> dict:
 def _row(key: str, record: dict, out: Outputs, train, test, device) -> dict:
     """What one run reached: its scores on the experiment's canvases (of its last good checkpoint, for a run
     that stopped on a NaN), steps, time and device, and its validation curve."""
-    row = {"seed": record.get("seed"), "status": record.get("status"), "settings": {}}
+    has_checkpoint = (out.runs / key / "checkpoint.pt").exists()
+    status = record.get("status") or ("training" if has_checkpoint else "not started")
+    row = {"seed": record.get("seed"), "status": status, "settings": {}}
     if record.get("status") == "failed":
         row["error"] = record.get("error")
         row["nan"] = "NonFiniteLossError" in (record.get("error") or "")
-    if not (out.runs / key / "checkpoint.pt").exists():
+    if not has_checkpoint:
         return row
     recipe, model, payload = load_run(out.runs / key, device=device)
     history = payload.get("history") or []
+    row["seed"] = (payload.get("train_config") or {}).get("seed", row["seed"])
+    row["epochs_planned"] = recipe.epochs
     steps_per_epoch = -(-recipe.n_train // recipe.batch_size)
     trained = sum(r["seconds"] for r in history)
     row.update({"settings": recipe.changed(), "epochs": payload.get("epoch"), "steps": payload.get("steps"),
@@ -399,8 +404,9 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
 
     started = time.perf_counter()
     quick = out.scale == "quick"
-    if not done_records(records) and not any((r or {}).get("status") == "failed" for r in records.values()):
-        print(f"no finished SCAE runs in {out.runs}: nothing collected")
+    if not any((out.runs / key / "checkpoint.pt").exists() for key in records) and not any(
+            (r or {}).get("status") == "failed" for r in records.values()):
+        print(f"no SCAE runs with a checkpoint in {out.runs}: nothing collected")
         return
     device = pick_device()
     n_fit, n_test = (200, 200) if quick else (10_000, 10_000)
@@ -410,9 +416,14 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     rows = {key: _row(key, record or {}, out, train, test, device) for key, record in sorted(records.items())}
     kinds = {k: _kind((record or {}).get("settings", {})) for k, record in records.items()}
     final = {k: r for k, r in rows.items() if kinds[k] == "final"}
-    done = {k: r for k, r in final.items() if r["status"] == "done"}
+    # Every final run with a checkpoint is scored: finished, or as far as it has trained (``status``
+    # "training", or "stopped"/"interrupted"); ``complete`` says whether all of them finished.
+    done = {k: r for k, r in final.items() if "steps" in r}
     by_seed = sorted(done.values(), key=lambda r: r["seed"])
     body = {
+        "complete": bool(final) and all(r["status"] == "done" for r in final.values()),
+        "status_by_seed": [r["status"] for r in by_seed],
+        "official_steps": OFFICIAL_STEPS,
         "accuracy_by_seed": {"train_fit": [r["prior_train_fit"] for r in by_seed],
                              "test_refit": [r["prior_test_refit"] for r in by_seed],
                              "posterior_train_fit": [r["posterior_train_fit"] for r in by_seed],
@@ -445,18 +456,21 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
 
 
 def _ship(out: Outputs, chosen: str, n_done: int) -> str | None:
-    """Ship the chosen run as ``scae_mnist.pt`` if its weights are under 10 MB; its path, or None."""
+    """Ship the chosen run as ``scae_mnist.pt``, its weights stored as float16 (about 7 MB; float32 would be
+    about 14) if that is under 10 MB; its path, or None."""
     from .. import records as rec
 
-    _, model, _ = load_run(out.runs / chosen)
-    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    recipe, model, payload = load_run(out.runs / chosen)
+    size = sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in model.state_dict().values())
     if size >= MAX_SHIPPED_BYTES:
         print(f"{chosen}: weights of {size / 1e6:.1f} MB, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit: "
               "not shipped")
         return None
-    how = (f"the lowest validation loss of {n_done} seed(s) after the last epoch (MNIST's last {VAL_SIZE:,} "
+    how = (f"the lowest validation loss of {n_done} seed(s) after its last epoch (MNIST's last {VAL_SIZE:,} "
            "training digits; no labels are used to choose)")
-    entry = rec.ship(out.runs / chosen, expect=SCAERecipe.name, checkpoints=out.checkpoints, note=how)
+    if payload.get("epoch", 0) < recipe.epochs:
+        how += f"; a snapshot of a run still training, after {payload.get('epoch')} of its {recipe.epochs} epochs"
+    entry = rec.ship(out.runs / chosen, expect=SCAERecipe.name, checkpoints=out.checkpoints, note=how, half=True)
     return f"checkpoints/{entry['file']}"
 
 

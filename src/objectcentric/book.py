@@ -69,6 +69,10 @@ CHAPTERS = {
                     "discrete AIR: AIR whose every object is one of ten prototypes, deformed and painted "
                     "into its window, so that a scene's digits are counted and named without a label",
                     "Chapter 5 (D-VAE-ST) and Chapter 6 (AIR)", "dair"),
+    "scae": Chapter(8, "Stacked capsule autoencoders", "08_capsules",
+                    "the stacked capsule autoencoder: parts as posed templates, objects as sets of parts "
+                    "that vote for their poses, and digit classes that appear without a label",
+                    "Chapter 4 (spatial transformers); attention, as in a transformer", "scae"),
 }
 
 # The quantities a training history records -> (what it is, in words; its unit or "").
@@ -100,6 +104,14 @@ CURVE_LABELS = {
     "kl_theta": ("KL of the deformations", "nats per canvas"),
     "class_control_loss": ("class estimator's control loss", ""),
     "lr": ("learning rate", ""),
+    "rec_ll": ("image log-likelihood", "nats per image"),
+    "caps_ll": ("part-pose log-likelihood", "nats per image"),
+    "prior_accuracy": ("unsupervised accuracy, object presences", "fraction"),
+    "posterior_accuracy": ("unsupervised accuracy, parts explained", "fraction"),
+    "prior_probe_accuracy": ("linear probe accuracy, object presences", "fraction"),
+    "posterior_probe_accuracy": ("linear probe accuracy, parts explained", "fraction"),
+    "part_presence": ("parts present", "per image"),
+    "object_presence": ("objects present", "per image"),
 }
 
 

@@ -101,10 +101,12 @@ def test_quick_sweep_is_collected_into_the_results_keeping_the_toy_keys(quick_sw
     for name, runs in block["runs"].items():
         (run,) = runs["seeds"]
         assert len(run["history"]) == 2 and run["final_val_exact_neg_elbo"] == run["history"][-1]["val_exact_neg_elbo"]
-    assert set(block["gradient_variance"]["estimators"]) == set(chapter.ESTIMATOR_NAMES)
+    variance = after["trained_vae_variance"]
+    assert set(variance["estimators"]) == set(chapter.ESTIMATOR_NAMES)
     best = min(block["runs"], key=lambda n: block["runs"][n]["seeds"][0]["final_val_exact_neg_elbo"])
-    assert block["shipped"]["estimator"] == best
+    assert block["shipped"]["estimator"] == best == variance["model"]["estimator"]
     entry = read_manifest(out.checkpoints)["checkpoints"]["categorical_vae_k10.pt"]
+    assert variance["model"]["sha256"] == entry["sha256"]
     assert entry["metrics"]["estimator"] == best and entry["recipe"] == "categorical_vae"
     load_shipped("categorical_vae_k10.pt", CategoricalVAERecipe(estimator=best).build_model(), out.checkpoints)
     best_key = next(k for k, r in done.items() if r["settings"]["estimator"] == best)
@@ -119,6 +121,13 @@ def test_the_experiments_collect_also_reruns_the_toys(quick_sweep, tmp_path):
     written = records.read_results("estimators", out.results)
     recorded = json.loads((ROOT / "results" / "estimators.json").read_text())
     assert set(written) - {"scale"} <= set(recorded), "the collection writes keys the recorded file lacks"
-    assert {*TOY_KEYS, "categorical_vae"} <= set(written) and written["quick"] is True
+    assert {*TOY_KEYS, "categorical_vae", "trained_vae_variance"} <= set(written) and written["quick"] is True
     assert set(written["toy_experiments"]) == set(recorded["toy_experiments"])
-    assert sorted(k for w in written["writers"] for k in w["keys"]) == sorted({*TOY_KEYS, "quick", "categorical_vae"})
+    assert sorted(k for w in written["writers"] for k in w["keys"]) == sorted(
+        {*TOY_KEYS, "quick", "categorical_vae", "trained_vae_variance"})
+
+
+def test_the_mean_interval_is_students_t():
+    low, high = chapter.mean_interval([1.0, 2.0, 3.0])
+    assert (low, high) == pytest.approx((2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5), abs=2e-3)
+    assert chapter.mean_interval([5.0]) is None

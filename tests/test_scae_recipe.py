@@ -223,7 +223,7 @@ def test_the_quick_experiment_writes_the_results_keys_and_ships_nothing(quick_ex
     assert set(data["ablations"]) == {"uninverted_pose", "no_alpha_channel"}
     assert data["ablations"]["uninverted_pose"]["settings"] == {"invert_pose": False}
     assert 0 <= data["ablations"]["no_alpha_channel"]["prior_test_refit"] <= 1
-    assert data["seconds_per_step"]["cpu"] > 0
+    assert data["training_seconds_per_step"]["cpu"] > 0
     assert data["shipped_checkpoint"] is None and data["selected_by"] == "val_loss" and data["selected_seed"] == 0
     assert not (out / "checkpoints" / exp.SHIPPED).exists()
 

@@ -119,6 +119,22 @@ def test_resuming_with_other_settings_or_seed_is_an_error_listing_the_difference
     assert same_weights_payload(before, after)  # nothing was trained or written
 
 
+@dataclass(frozen=True)
+class GrownRecipe(TinyRecipe):
+    """TinyRecipe after it gained a setting (its default is what the older runs trained with)."""
+
+    warm_start: int = 0
+
+
+def test_a_run_recorded_before_the_recipe_gained_a_setting_resumes_at_its_default(tmp_path, tiny_images):
+    data = TensorDataset(tiny_images)
+    run(tmp_path, data, "old.pt", TinyRecipe(epochs=1))
+    _, result = run(tmp_path, data, "old.pt", GrownRecipe(epochs=1))
+    assert len(result.history) == 1  # accepted as the same run: its epoch came from the file
+    with pytest.raises(RunMismatchError, match=r"warm_start=None recorded, warm_start=3 asked"):
+        run(tmp_path, data, "old.pt", GrownRecipe(epochs=1, warm_start=3))
+
+
 def same_weights_payload(a, b):
     return all(torch.equal(v, b["model_state"][k]) for k, v in a["model_state"].items())
 

@@ -12,6 +12,7 @@ history instead of losing them. A run file is locked while a process trains
 into it, and resuming checks that the file holds the same recipe and seed.
 """
 
+import dataclasses
 import math
 import random
 import sys
@@ -24,7 +25,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .checkpoints import CheckpointError, load_model_state, model_payload, read_checkpoint, save_checkpoint
+from .checkpoints import (CheckpointError, load_model_state, model_payload, plain_data, read_checkpoint,
+                          save_checkpoint)
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
@@ -252,7 +254,8 @@ def fit(
     lock = _claim(checkpoint, provenance) if checkpoint else None
     try:
         if checkpoint and checkpoint.exists():
-            start, result = _resume(checkpoint, model, optimizer, lr_scheduler, identity)
+            start, result = _resume(checkpoint, model, optimizer, lr_scheduler, identity,
+                                    defaults=_field_defaults(recipe))
             if start["epoch"] > recipe.epochs:
                 print(f"{checkpoint} already holds {start['epoch'] - 1} epochs: nothing to train.")
                 return result
@@ -466,7 +469,16 @@ class _Loop:
         })
 
 
-def _resume(checkpoint: Path, model, optimizer, lr_scheduler, identity: dict) -> tuple[dict, TrainResult]:
+def _field_defaults(recipe) -> dict:
+    """The recipe class's default for each of its fields that has one, as plain data."""
+    if not dataclasses.is_dataclass(recipe):
+        return {}
+    return {f.name: plain_data(f.default) for f in dataclasses.fields(recipe)
+            if f.default is not dataclasses.MISSING}
+
+
+def _resume(checkpoint: Path, model, optimizer, lr_scheduler, identity: dict,
+            defaults: dict | None = None) -> tuple[dict, TrainResult]:
     payload = read_checkpoint(checkpoint)
     if "optimizer_state" not in payload:
         raise CheckpointError(f"{checkpoint} is a shipped checkpoint without optimizer state; it cannot be resumed")
@@ -476,7 +488,7 @@ def _resume(checkpoint: Path, model, optimizer, lr_scheduler, identity: dict) ->
             f"{checkpoint} was written by an older version of the book's trainer and records no recipe; "
             "it cannot be resumed safely. Train into a new run file (or delete this one)."
         )
-    differences = _differences(recorded, identity)
+    differences = _differences(recorded, identity, defaults)
     if differences:
         listed = "; ".join(differences)
         raise RunMismatchError(
@@ -499,8 +511,12 @@ def _resume(checkpoint: Path, model, optimizer, lr_scheduler, identity: dict) ->
     return {"epoch": payload["epoch"] + 1}, result
 
 
-def _differences(recorded: dict, asked: dict) -> list[str]:
-    """What differs between the recorded run and the one asked for, as readable phrases."""
+def _differences(recorded: dict, asked: dict, defaults: dict | None = None) -> list[str]:
+    """What differs between the recorded run and the one asked for, as readable phrases.
+
+    A setting the recorded run does not list (the recipe gained it later) is no
+    difference while it is asked at its default (``defaults``), which is what
+    the recorded run trained with."""
     out = []
     if recorded.get("recipe") != asked["recipe"]:
         out.append(f"recipe {recorded.get('recipe')!r} recorded, {asked['recipe']!r} asked")
@@ -508,6 +524,8 @@ def _differences(recorded: dict, asked: dict) -> list[str]:
         out.append(f"seed {recorded.get('seed')} recorded, {asked['seed']} asked")
     old, new = recorded.get("settings", {}), asked["settings"]
     for key in sorted(set(old) | set(new)):
+        if key not in old and key in (defaults or {}) and new.get(key) == defaults[key]:
+            continue
         if old.get(key) != new.get(key):
             out.append(f"{key}={old.get(key)!r} recorded, {key}={new.get(key)!r} asked")
     return out

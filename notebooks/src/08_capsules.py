@@ -51,13 +51,12 @@ if "google.colab" in sys.modules:
 
 
 # %%
-TRAIN = False  # True: train the SCAE here instead of loading the shipped model
+TRAIN = False  # True: train here instead of loading the shipped model
 
 from IPython.display import Markdown, display
 
 from objectcentric import book
 from objectcentric.chapters import scae as chapter
-from objectcentric.experiments.scae import SCAERecipe
 from objectcentric.models import scae
 from objectcentric.modes import QUICK
 from objectcentric.train import replay_history
@@ -201,9 +200,9 @@ show_source(scae.SCAE._run)
 #
 # $$
 # \begin{aligned}
-# \log p(x_{1:M}) = \sum_{m} d_m \log \Big[ &\sum_{k} a_k a_{km}\,
-#   \mathcal N\big(x_m \mid \mu_{km}, \lambda_{km}^2 I\big) \\
-#   &+ 10^{-2} \cdot 10^{-2} \Big].
+# \log p(x_{1:M}) &= \sum_{m} d_m \log \big[\, q_m + 10^{-2} \cdot 10^{-2} \big], \\
+# q_m &= \sum_{k} a_k a_{km}\,
+#   \mathcal N\big(x_m \mid \mu_{km}, \lambda_{km}^2 I\big).
 # \end{aligned}
 # $$
 #
@@ -280,7 +279,7 @@ show_source(scae.posterior_sparsity)
 # never trained on.
 
 # %%
-display(chapter.recipe_table(SCAERecipe(), chapter.caveat(MODE)))
+display(chapter.recipe_table(MODE))
 
 # %% [markdown]
 # {numref}`fig-scae-curves` replays the training of the model on this page: the
@@ -347,7 +346,8 @@ fig = chapter.templates_figure(model, images[:500], title=chapter.caveat(MODE))
 
 # %% [markdown]
 # The **part explorer** below takes a test canvas and its four parts that explain
-# the most ink, outlined in red, green, blue and orange on the canvas at the left.
+# the most ink, outlined in red, green, blue and orange on the canvas at the left
+# (the controls of the same names switch them).
 # Switch any of them off (its presence set to 0) and see the background or other
 # parts take over its pixels; move the red part sideways and see its stroke move in
 # the reconstruction. Under each reconstruction is its image log-likelihood; compare
@@ -461,9 +461,9 @@ if ablations is not None:
 #    `scae.prior_sparsity(trace.object_presence, 10)`. How many objects are on per
 #    image on average (`trace.object_presence.sum(1).mean()`), and how does that
 #    compare with the 3.2 the loss asks for?
-# 4. Call `chapter.reconstruction_figure(model, images, 0, n_parts=6)` for several
-#    test canvases of one digit (`labels == 3`). Do the same templates come back for
-#    the same strokes?
+# 4. Call `chapter.reconstruction_figure(model, images, i)` for the first few
+#    canvases of one digit, `i` in `torch.nonzero(labels == 3)[:4, 0].tolist()` (with
+#    `import torch`). Do the same parts come back for the same strokes?
 # 5. Score the model with the presence noise off: `from objectcentric.capsule_eval
 #    import collect_features, refit_accuracy`, then
 #    `refit_accuracy(collect_features(model, images, noise=False)["prior"], labels)`.

@@ -26,7 +26,6 @@ page); the only numbers typed here are quotations of the public PyTorch ports
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 import matplotlib.pyplot as plt
@@ -54,6 +53,7 @@ from ..widgets import choice_grid, tile_frames
 
 __all__ = [
     "PORTS",
+    "STROKE",
     "ablation_table",
     "ablation_words",
     "accuracy_table",
@@ -70,8 +70,8 @@ __all__ = [
     "ports_table",
     "pose_figure",
     "presence_map_figure",
-    "reconstruction_figure",
     "recipe_table",
+    "reconstruction_figure",
     "schedule_words",
     "templates_figure",
     "training_words",
@@ -84,30 +84,22 @@ FONT = ImageFont.load_default(size=13)
 LINE = 17  # pixels per line of text under a frame
 PART_RGB = [(255, 90, 90), (90, 220, 90), (90, 170, 255), (255, 190, 40)]  # red, green, blue, orange
 PART_NAMES = ["red", "green", "blue", "orange"]
+RANKS = [f"rank {r}" for r in range(1, 10)]
 CLAIMED_RGB, VOTE_RGB = (255, 215, 0), (255, 60, 220)  # yellow: a part's pose; magenta: an object's vote
 
 # The public PyTorch ports, as their own pages report them (quoted, not measured here).
 PORTS = [
-    {"port": "torch-scae (B. D. Saglam)",
-     "accuracy": "about 85 % after about 100 epochs; a later user: never above 20 %",
-     "problems": "its README: results inferior to the original's \"due to an unknown bug\"; "
-                 "the image likelihood stays poor all through training",
-     "source": [("user report 5", "https://github.com/bdsaglam/torch-scae/issues/5"),
-                ("user report 12", "https://github.com/bdsaglam/torch-scae/issues/12")]},
-    {"port": "stacked_capsule_autoencoders_pytorch (Dinngger)",
-     "accuracy": "about 40 % (the original: 97 %, as its README puts it)",
-     "problems": "its README; the template pose handed to the sampler uninverted, no alpha channel",
+    {"port": "torch-scae (B. D. Saglam)", "accuracy": "about 85 %; a later user: at most 20 %", "nan": "–",
+     "source": [("a user's report", "https://github.com/bdsaglam/torch-scae/issues/5"),
+                ("a later one", "https://github.com/bdsaglam/torch-scae/issues/12")]},
+    {"port": "stacked_capsule_autoencoders_pytorch (Dinngger)", "accuracy": "about 40 %", "nan": "–",
      "source": [("its README", "https://github.com/Dinngger/stacked_capsule_autoencoders_pytorch")]},
-    {"port": "stacked-capsule-networks (P. Gampa)",
-     "accuracy": "about 9.6 %, chance",
-     "problems": "the loss became NaN after about 177 epochs",
-     "source": [("user report 16", "https://github.com/phanideepgampa/stacked-capsule-networks/issues/16"),
-                ("user report 7", "https://github.com/phanideepgampa/stacked-capsule-networks/issues/7")]},
-    {"port": "scae-pytorch (ML@Berkeley)",
-     "accuracy": "none: only the part stage was finished",
-     "problems": "the loss became NaN at epoch 26 without an alpha channel; its reporter found it stable "
-                 "with the alpha channel on",
-     "source": [("user report 2", "https://github.com/mlberkeley/scae-pytorch/issues/2")]},
+    {"port": "stacked-capsule-networks (P. Gampa)", "accuracy": "about 9.6 % (chance)",
+     "nan": "after about 177 epochs",
+     "source": [("a user's report", "https://github.com/phanideepgampa/stacked-capsule-networks/issues/16"),
+                ("another", "https://github.com/phanideepgampa/stacked-capsule-networks/issues/7")]},
+    {"port": "scae-pytorch (ML@Berkeley)", "accuracy": "none (part stage only)", "nan": "at epoch 26",
+     "source": [("a user's report", "https://github.com/mlberkeley/scae-pytorch/issues/2")]},
 ]
 
 
@@ -190,7 +182,7 @@ def _chance(n: int) -> float:
 RECIPE_WORDS = {
     "epochs": "passes over the training digits",
     "batch_size": "digits per step",
-    "lr": "learning rate (constant)",
+    "lr": "constant learning rate",
     "optimizer_name": "optimiser",
     "n_train": "training digits, shifted afresh in every batch",
     "n_val": "validation canvases watched after every pass",
@@ -201,8 +193,11 @@ RECIPE_WORDS = {
 }
 
 
-def recipe_table(recipe: SCAERecipe, caveat_words: str = ""):
-    """The training recipe's settings in words, with each field's name and value."""
+def recipe_table(mode: str):
+    """The training recipe of the model on the page in ``mode`` (quick: its few steps), in words, with each
+    field's name and value."""
+    recipe = SCAERecipe().at_scale("quick") if mode == QUICK else SCAERecipe()
+    caveat_words = caveat(mode)
     rows = {f"{words} ({name})": [getattr(recipe, name)] for name, words in RECIPE_WORDS.items()}
     steps = recipe.epochs * -(-recipe.n_train // recipe.batch_size)
     return book.table(rows, ["value"], index_name="setting",
@@ -265,42 +260,51 @@ def training_words(history: list[dict]) -> str:
 
 
 # --- results tables and words ---------------------------------------------------------------------
-ACCURACY_COLUMNS = ["steps", "presences, refit", "presences, train-fit", "parts' mass, refit",
-                    "parts' mass, train-fit", "probe, presences", "probe, parts' mass"]
+ACCURACY_ROWS = [("optimiser steps", None), ("presences, refit", "test_refit"),
+                 ("presences, train-fit", "train_fit"), ("parts' mass, refit", "posterior_test_refit"),
+                 ("parts' mass, train-fit", "posterior_train_fit"), ("linear probe, presences", "prior"),
+                 ("linear probe, parts' mass", "posterior")]
 
 
 def accuracy_table(results: dict, caveat_words: str = ""):
-    """Unsupervised accuracy (both protocols, both features) and the linear probes per seed, and the
-    paper's numbers."""
+    """Unsupervised accuracy (both protocols, both features) and the linear probes, one column per seed,
+    and the paper's numbers."""
     acc, probe = results["accuracy_by_seed"], results["linear_probe_by_seed"]
-    rows = {}
-    for i, (seed, steps) in enumerate(zip(results["seeds"], results["steps_by_seed"])):
-        name = f"seed {seed}" if results.get("recorded") else "this page's model"
-        rows[name] = [steps, _p(acc["test_refit"][i]), _p(acc["train_fit"][i]),
-                      _p(acc["posterior_test_refit"][i]), _p(acc["posterior_train_fit"][i]),
-                      _p(probe["prior"][i]), _p(probe["posterior"][i])]
+    columns = [f"seed {seed}" for seed in results["seeds"]] if results.get("recorded") else ["this page"]
     paper = results.get("paper", PAPER)
-    rows["paper (Kosiorek et al.)"] = [OFFICIAL_STEPS, _p(paper["unsupervised_accuracy"]), "–", "–", "–",
-                                       _p(paper["linear_accuracy"]), "–"]
+    paper_values = {"test_refit": paper["unsupervised_accuracy"], "prior": paper["linear_accuracy"]}
+    rows = {}
+    for words, key in ACCURACY_ROWS:
+        if key is None:
+            values = list(results["steps_by_seed"]) + [OFFICIAL_STEPS]
+        else:
+            source = probe if key in ("prior", "posterior") else acc
+            values = [_p(v) for v in source[key]] + [_p(paper_values[key]) if key in paper_values else "–"]
+        rows[words] = values
     n = results.get("n_test")
-    return book.table(rows, ACCURACY_COLUMNS, index_name="",
+    return book.table(rows, [*columns, "paper"], index_name="",
                       caption=f"Test accuracy without labels, and of the linear probes{caveat_words}",
                       notes=(f"On {fmt(n) if n else 'the'} test digits. Refit: k-means (k = 10) fitted on "
                              "the test features, clusters matched to digits one to one (the paper's "
                              "protocol). Train-fit: k-means fitted on training digits and applied to the "
                              "test features. Presences: the object capsules' presences; parts' mass: how "
-                             "much of the parts each object explains. The paper's probe number is recalled "
-                             "from its Table 2, not checked against the paper."))
+                             "much of the parts each object explains. Paper: Kosiorek et al. (2019), one "
+                             "unsupervised number for its best features (in the first refit row); its probe "
+                             "number is recalled from its Table 2, not checked against the paper."))
 
 
 def ports_table():
     """What the public PyTorch ports report about themselves (:data:`PORTS`), with links to the sources."""
-    rows = [[p["port"], p["accuracy"], p["problems"],
+    rows = [[p["port"], p["accuracy"], p["nan"],
              Raw(", ".join(f"<a href='{url}'>{text}</a>" for text, url in p["source"]))] for p in PORTS]
-    return book.table(rows, ["port", "accuracy reported", "problems reported", "source"],
-                      caption="Public PyTorch ports of the SCAE, as their pages report them",
-                      notes="Quoted from each port's README or from reports of its users on its GitHub "
-                            "page; not measured here.")
+    return book.table(rows, ["port", "accuracy", "loss became NaN", "source"],
+                      caption="Public PyTorch ports of the SCAE on MNIST, as their pages report them",
+                      notes="Quoted from each port's README or from its users' reports on its GitHub page "
+                            "(their own protocols), not measured here. torch-scae's 85 % came after about "
+                            "100 epochs and a fix by its author; its README calls its results inferior to "
+                            "the original's \"due to an unknown bug\". Dinngger's README gives the original "
+                            "code 97 %. The user who saw scae-pytorch's NaN found the loss stable with the "
+                            "alpha channel on.")
 
 
 def _best(values) -> float:
@@ -342,8 +346,9 @@ def accuracy_words(results: dict, mode: str) -> str:
     else:
         text += " That matches the paper's number."
     if steps < official and mode != QUICK:
+        unit = "GPU-minute" if "gpu" in results.get("seconds_per_step", {}) else "CPU-hour"
         text += (" The paper's number is for the whole schedule; the curves below show how far the "
-                 "accuracy has come per step and per CPU-hour.")
+                 f"accuracy has come per step and per {unit}.")
     if results.get("nan_runs"):
         text += f" {results['nan_runs']} of the recorded runs stopped on a NaN."
     return text
@@ -547,7 +552,7 @@ def compute_figure(results: dict, title: str = ""):
         ax.axhline(paper, color="black", lw=0.8, ls=":")
         ax.axhline(chance, color="grey", lw=0.8, ls=":")
         ax.text(ax.get_xlim()[0], paper, " paper", va="bottom", fontsize=8)
-        ax.text(ax.get_xlim()[0], chance, " chance", va="bottom", fontsize=8, color="grey")
+        ax.text(ax.get_xlim()[0], chance, " chance", va="top", fontsize=8, color="grey")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("validation accuracy")
     axes[0].set_xlabel("optimiser steps (128 digits each)")
@@ -696,7 +701,7 @@ def part_explorer(model, images: torch.Tensor, labels: torch.Tensor, digits=(2, 
         side.append(_with_text(picture, [f"test canvas (a {int(labels[picked[i]])})",
                                          f"log-lik. {fmt(float(trace.rec_ll[i]), 5)}"]))
     axes = [("image", [str(k + 1) for k in range(len(picked))], 0)]
-    axes += [(f"{name} part", ["on", "off"], 0) for name in PART_NAMES]
+    axes += [(name, ["on", "off"], 0) for name in PART_NAMES]
     axes.append((f"move {PART_NAMES[0]}", [f"{d:+d} px" if d else "0 px" for d in shifts],
                  shifts.index(0), "slider"))
     return choice_grid(frames, axes, side=side, css_class="oc-scae-parts")
@@ -741,8 +746,9 @@ def object_explorer(model, images: torch.Tensor, labels: torch.Tensor, digits=(0
             both.paste(right, (left.width + 6, 0))
             words = (f"claims {len(claimed)} of the {int(present.sum())} present parts" if claimed else
                      f"claims none of the {int(present.sum())} present parts: its 5 most present votes")
-            frames[(i, r)] = _with_text(both, [f"object {k}: presence {float(presence[k]):.2f}, explains "
-                                               f"{float(mass[k]):.1f} parts' worth", words])
+            heading = (f"object {k}: presence {float(presence[k]):.2f}, explains {float(mass[k]):.1f} "
+                       "parts' worth")
+            frames[(i, r)] = _with_text(both, [heading, words])
     axes = [("image", [f"{k + 1} (a {int(labels[p])})" for k, p in enumerate(picked)], 0),
-            ("object", [f"{['1st', '2nd', '3rd'][r] if r < 3 else f'{r + 1}th'}" for r in range(n_objects)], 0)]
+            ("object", [RANKS[r] if r < len(RANKS) else f"number {r + 1}" for r in range(n_objects)], 0)]
     return choice_grid(frames, axes, css_class="oc-scae-objects")

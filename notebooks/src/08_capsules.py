@@ -77,8 +77,7 @@ MODE, device = book.setup("scae", train=TRAIN)
 # - a **pose**, six numbers that make an affine map: two scales between 0.01 and
 #   1.01, a rotation, a shear and a shift;
 # - a **presence** $d_m$ between 0 and 1, the sigmoid of a logit to which uniform
-#   noise is added, so that the model learns presences it can trust only when they
-#   are far from 0.5;
+#   noise is added, which pushes the model towards presences clearly near 0 or 1;
 # - 16 **special features**, which among other things set the brightness of the
 #   part's template and tell the objects above what the part looks like.
 
@@ -98,8 +97,8 @@ show_source(scae.geometric_transform)
 # canvas's width. To paint the template, every canvas pixel must ask where in the
 # template it falls, which is the *inverse* map: `paint_templates` inverts the pose
 # and hands the inverse to the sampler (`grid_sample`). Hand the sampler the pose
-# itself, and the canvas reads the template through the map that takes the *canvas*
-# to the template's window: a scale of 0.3 then magnifies the template more than
+# itself, and each canvas point $p$ reads the template at $\text{pose}(p)$: the map
+# runs the wrong way, and a scale of 0.3 then magnifies the template more than
 # threefold. The map's determinant is the product of its two scales, at most 1.02,
 # so a template painted that way always covers an area at least about as large as
 # the whole canvas, and no thin stroke can be drawn. {numref}`fig-scae-pose` shows
@@ -275,8 +274,8 @@ show_source(scae.posterior_sparsity)
 # digits, RMSProp with momentum as TensorFlow 1 computes it, at a constant learning
 # rate of $3 \cdot 10^{-5}$ (the official code builds a decaying schedule but never
 # hands it to the optimiser). The model learns from MNIST's first 55,000 training
-# digits; the last 5,000 are validation canvases, watched after every pass and
-# never trained on.
+# digits; the last 5,000 are held out as validation canvases, never trained on, and
+# some of them are scored after every pass.
 
 # %%
 display(chapter.recipe_table(MODE))

@@ -292,6 +292,8 @@ replay_history(run.history, keys=["loss", "rec_ll", "caps_ll", "prior_accuracy"]
 results = chapter.evaluation(MODE, run, model)
 display(Markdown(chapter.training_words(run.history)))
 display(Markdown(chapter.schedule_words(results, MODE)))
+keys = ["seconds_per_step", "training_seconds_per_step", "steps_by_seed"]
+display(chapter.how_measured(results, keys))
 
 # %% [markdown]
 # ## Results against the paper and the ports
@@ -328,7 +330,7 @@ display(chapter.ports_table())
 fig = chapter.compute_figure(results, title=chapter.caveat(MODE))
 
 # %%
-keys = ["accuracy_vs_compute", "seconds_per_step", "official_steps"]
+keys = ["accuracy_vs_compute", "official_steps"]
 display(chapter.how_measured(results, keys))
 
 # %% [markdown]

@@ -157,7 +157,7 @@ def evaluation(mode: str, run, model) -> dict:
                              "posterior_test_refit": [row["posterior_test_refit"]]},
         "linear_probe_by_seed": {"prior": [row.get("prior_probe")], "posterior": [row.get("posterior_probe")]},
         "accuracy_vs_compute": {"0": curve(history, steps_per_epoch, device)} if history else {},
-        "seconds_per_step": {"gpu" if device.startswith("cuda") else "cpu": seconds / max(steps, 1)},
+        "training_seconds_per_step": {"gpu" if device.startswith("cuda") else "cpu": seconds / max(steps, 1)},
         "ablations": {"uninverted_pose": None, "no_alpha_channel": None}, "paper": PAPER,
     }
 
@@ -230,17 +230,40 @@ def schedule_words(results: dict, mode: str) -> str:
     for seed, steps, status in zip(results["seeds"], results["steps_by_seed"], results["status_by_seed"]):
         parts.append(f"seed {seed} has trained for {steps:,} steps ({_share(steps, official)} of the official "
                      f"{official:,}) and {_status_words(status)}")
-    text = "Of the recorded runs, " + "; ".join(parts) + "."
-    rate = results.get("seconds_per_step", {})
+    text = ("The recorded run, " + parts[0].replace(" has", ", has", 1) if len(parts) == 1
+            else "Of the recorded runs, " + "; ".join(parts)) + "."
+    speed = results.get("seconds_per_step") or {}
+    pace = (results.get("training_seconds_per_step") or {}).get("cpu")
+    by_threads = {int(k): v for k, v in (speed.get("cpu_by_threads") or {}).items()}
+    if not by_threads and speed.get("cpu"):
+        by_threads = {int(speed.get("cpu_threads", 1)): speed["cpu"]}
+    if by_threads:
+        timed = " and ".join(f"{fmt(v)} s on {'one thread' if k == 1 else f'{k} threads'}"
+                             for k, v in sorted(by_threads.items()))
+        text += (f" Timed on its own at the official configuration, one training step takes {timed} of this "
+                 "book's CPU")
+        port = speed.get("port") or {}
+        threads = speed.get("cpu_threads")
+        if port.get("seconds_per_step") and threads in by_threads:
+            text += (f"; a public PyTorch port, timed on a machine like this one with {port.get('threads')} "
+                     f"threads, took {fmt(port['seconds_per_step'])} s")
+        text += "."
+    if pace:
+        who = "The recorded run" if len(parts) == 1 else "The recorded runs"
+        text += f" {who}, sharing the machine with other work, went at {fmt(pace)} s per step."
+    rate = by_threads.get(1) or pace or (min(by_threads.values()) if by_threads else None)
     left = max(official - max(results["steps_by_seed"]), 0)
-    if rate.get("cpu") and left:
-        hours = left * rate["cpu"] / 3600
-        text += (f" A step took {fmt(rate['cpu'])} s on this book's CPU, so the {left:,} steps left would "
-                 f"take about {fmt(hours)} CPU-hours ({fmt(hours / 24)} days) per seed: the official "
-                 "schedule needs a GPU.")
-    if rate.get("gpu"):
-        text += (f" On a GPU a step took {fmt(rate['gpu'])} s, so the whole schedule would take about "
-                 f"{fmt(official * rate['gpu'] / 3600)} hours there.")
+    if rate and left:
+        hours = left * rate / 3600
+        text += f" At {fmt(rate)} s per step the {left:,} steps left would take about {fmt(hours)} hours"
+        if hours > 24:
+            text += (f" ({fmt(hours / 24)} days) on one CPU core per seed: finishing the official schedule "
+                     "needs a GPU.")
+        else:
+            text += " on one CPU core per seed."
+    if speed.get("gpu"):
+        text += (f" On a GPU ({speed.get('gpu_device', 'as recorded')}) a step takes {fmt(speed['gpu'])} s, "
+                 f"so the whole schedule would take about {fmt(official * speed['gpu'] / 3600)} hours there.")
     return text
 
 
@@ -346,7 +369,8 @@ def accuracy_words(results: dict, mode: str) -> str:
     else:
         text += " That matches the paper's number."
     if steps < official and mode != QUICK:
-        unit = "GPU-minute" if "gpu" in results.get("seconds_per_step", {}) else "CPU-hour"
+        curves = (results.get("accuracy_vs_compute") or {}).values()
+        unit = "GPU-minute" if any("gpu_minutes" in c for c in curves) else "CPU-hour"
         text += (" The paper's number is for the whole schedule; the curves below show how far the "
                  f"accuracy has come per step and per {unit}.")
     if results.get("nan_runs"):

@@ -363,9 +363,9 @@ chapter.part_explorer(model, images, labels)
 # capsules. On the left, the parts it *claims* (the present parts whose likeliest
 # explanation it is, ahead of the other objects and of the dummy) are outlined in
 # yellow at their inferred poses, and the object's votes for them in magenta: where
-# the object says those parts should be. On the right, the canvas painted from
-# those parts alone. An object that has learned a digit claims most of its strokes
-# and votes close to where they are.
+# the object says those parts should be. On the right, the templates of those parts
+# alone, painted with their poses. An object that has learned a digit claims most of
+# its strokes and votes close to where they are.
 
 # %% tags=["hide-input"]
 chapter.object_explorer(model, images, labels)

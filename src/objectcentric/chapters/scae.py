@@ -736,7 +736,8 @@ def object_explorer(model, images: torch.Tensor, labels: torch.Tensor, digits=(0
     """Pick a test canvas (the first of each of ``digits``) and one of its ``n_objects`` most present object
     capsules: the parts it claims (a present part whose likeliest explanation it is, ahead of the dummy)
     are outlined in yellow at their inferred poses and the object's votes for them in magenta; beside it
-    the image painted from those parts alone. Precomputed frames (works in the static book)."""
+    those parts' templates, painted with their poses and presences. Precomputed frames (works in the static
+    book)."""
     picked = _first_of(labels, digits)
     chosen = images[picked]
     trace = _trace(model, chosen)
@@ -757,19 +758,14 @@ def object_explorer(model, images: torch.Tensor, labels: torch.Tensor, digits=(0
                 if claimed:
                     _outline(draw, trace.part_pose[i, m], CLAIMED_RGB, scale)
                 _outline(draw, trace.votes[i, k, m], VOTE_RGB, scale, width=1)
-            logit = trace.presence_logit[i:i + 1].clone()
-            keep = torch.zeros_like(logit, dtype=torch.bool)
-            keep[0, claimed] = True
-            logit[~keep] = -1e4
-            with torch.no_grad():
-                alone = model.reconstruction(dataclasses.replace(
-                    trace, painted=trace.painted[i:i + 1], presence_logit=logit))[0, 0].cpu()
+            painted = trace.painted[i, claimed, 0] * trace.part_presence[i, claimed, None, None]
+            alone = painted.sum(0).clamp(0, 1).cpu() if claimed else torch.zeros(*painted.shape[-2:])
             right = _picture(alone, scale)
             both = Image.new("RGB", (left.width * 2 + 6, left.height), (255, 255, 255))
             both.paste(left, (0, 0))
             both.paste(right, (left.width + 6, 0))
             words = (f"claims {len(claimed)} of the {int(present.sum())} present parts" if claimed else
-                     f"claims none of the {int(present.sum())} present parts: its 5 most present votes")
+                     "claims no part; shown: its 5 most present votes")
             heading = (f"object {k}: presence {float(presence[k]):.2f}, explains {float(mass[k]):.1f} "
                        "parts' worth")
             frames[(i, r)] = _with_text(both, [heading, words])

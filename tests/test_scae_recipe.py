@@ -251,8 +251,11 @@ def test_a_run_still_training_is_collected_as_far_as_it_got_and_shipped_in_float
     (runs / final / "record.json").unlink()  # a run still training has written no record yet
     results, shipped = tmp_path / "results", tmp_path / "ck"
     results.mkdir()
-    exp._collect({final: None}, Outputs(runs=runs, results=results, checkpoints=shipped, scale="full"))
+    not_started = SCAERecipe(invert_pose=False).run_name(0)  # planned, no folder, no record
+    exp._collect({final: None, not_started: None},
+                 Outputs(runs=runs, results=results, checkpoints=shipped, scale="full"))
     data = json.loads((results / "scae.json").read_text())
+    assert data["ablations"]["uninverted_pose"]["status"] == "not started"
     assert data["complete"] is False and data["status_by_seed"] == ["training"]
     assert data["seeds"] == [0] and data["steps_by_seed"] == [3] and data["official_steps"] == 300_000
     entry = json.loads((shipped / "manifest.json").read_text())["checkpoints"][exp.SHIPPED]

@@ -7,7 +7,8 @@ chapter describes. Nothing on the page is typed in: ``tests/test_browser.py``
 reads the built page and checks every number against its file.
 
 A path is a tuple of keys; a dict in it selects the first list entry whose
-fields equal the dict's (``("runs", {"model": "dvae_st"}, "mean")``).
+fields equal the dict's (``("runs", {"model": "dvae_st"}, "mean")``), an int
+the list entry at that index.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ HEADLINES = (
     Headline("dair", "DAIR: scenes counted and named right (the shipped seed)", "dair", ("scene_accuracy",),
              seeds=1, compare=("baselines", "air_dvae_st", "scene_accuracy"),
              compare_source="AIR's windows named by the D-VAE-ST, same canvases"),
+    Headline("scae", "SCAE: unsupervised accuracy on MNIST's test digits, k-means refit on them (seed 0, "
+             "as far as its run has trained)", "scae", ("accuracy_by_seed", "test_refit", 0), seeds=1,
+             compare=("paper", "unsupervised_accuracy"),
+             compare_source="Kosiorek et al. (2019), after the official 300,000 steps"),
+    Headline("scae", "SCAE: the same, k-means fitted on training digits", "scae",
+             ("accuracy_by_seed", "train_fit", 0), seeds=1),
 )
 
 
@@ -80,6 +87,8 @@ def lookup(data, path: tuple):
     for step in path:
         if isinstance(step, dict):
             data = next((e for e in data or () if all(e.get(k) == v for k, v in step.items())), None)
+        elif isinstance(step, int):  # a list entry
+            data = data[step] if isinstance(data, list) and -len(data) <= step < len(data) else None
         elif isinstance(data, dict):
             data = data.get(step)
         else:

@@ -416,7 +416,8 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     images, labels, _ = shifted_mnist_test()
     test = (images[:n_test], labels[:n_test])
     rows = {key: _row(key, record or {}, out, train, test, device) for key, record in sorted(records.items())}
-    kinds = {k: _kind((record or {}).get("settings", {})) for k, record in records.items()}
+    planned = {job.key: job.recipe.settings() for job in _jobs(out.scale)}  # runs not started have no record
+    kinds = {k: _kind((record or {}).get("settings") or planned.get(k, {})) for k, record in records.items()}
     final = {k: r for k, r in rows.items() if kinds[k] == "final"}
     # Every final run with a checkpoint is scored: finished, or as far as it has trained (``status``
     # "training", or "stopped"/"interrupted"); ``complete`` says whether all of them finished.

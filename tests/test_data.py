@@ -125,6 +125,17 @@ def test_load_mnist_on_converted_files(hub_root, hub_arrays):
     assert torch.equal(labels, torch.from_numpy(hub_arrays["test"][1]))
 
 
+def test_the_validation_split_is_the_last_training_digits_and_the_rest_is_fit(hub_root):
+    train_images, train_labels = load_mnist("train", root=hub_root, download=False)
+    fit_images, fit_labels = load_mnist("fit", root=hub_root, download=False)
+    val_images, val_labels = load_mnist("val", root=hub_root, download=False)
+    assert len(val_images) == mnist.VAL_SIZE == 5000 and len(fit_images) == 55000
+    assert torch.equal(torch.cat([fit_images, val_images]), train_images)
+    assert torch.equal(torch.cat([fit_labels, val_labels]), train_labels)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_mnist("validation", root=hub_root, download=False)
+
+
 def test_prepare_uses_raw_files_when_present(tmp_path, monkeypatch, capsys):
     root = write_fake_raw(tmp_path)
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "MNIST" / "raw").iterdir()}

@@ -25,8 +25,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .checkpoints import (CheckpointError, load_model_state, model_payload, plain_data, read_checkpoint,
-                          save_checkpoint)
+from .checkpoints import (
+    CheckpointError,
+    load_model_state,
+    model_payload,
+    plain_data,
+    read_checkpoint,
+    save_checkpoint,
+)
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""

@@ -54,7 +54,6 @@ from ..runner import (
     Experiment,
     Job,
     Outputs,
-    done_records,
     load_run,
     register_experiment,
 )

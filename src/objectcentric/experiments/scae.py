@@ -7,11 +7,11 @@ Its defaults are that run's (``run_mnist.sh``): 40 parts, 32 objects, batch
 128, RMSProp as TensorFlow 1 computes it (:class:`TFRMSprop`) at a constant
 learning rate of 3e-5 (the official decay is built but never used), momentum
 0.9, epsilon ``1e-2 / batch**2``, no gradient clipping; only the budget
-differs (``epochs``; the official run is 300,000 steps). Measured at these
-settings (batch 128) on a 2-core CPU while another training job kept both
-cores busy: 0.8-1.2 s per step on one thread (0.74 CPU-seconds per step) and
-1.7 s on two, so the official 300,000 steps take about 70-100 hours per seed
-on one CPU thread; an uncontended machine and a GPU were not measured.
+differs (``epochs``; the official run is 300,000 steps). A step at these
+settings takes 0.755 s on one thread and 0.445 s on two of an idle 2-core CPU
+(``benchmarks/scae_speed.py``, ``seconds_per_step`` in ``results/scae.json``),
+so the official schedule is about 37-63 hours per seed on that CPU; a GPU was
+not measured.
 
 The model is trained on MNIST's first 55,000 training digits; the last 5,000
 are the validation canvases (fixed shifts), never trained on. After every
@@ -420,8 +420,8 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     final = {k: r for k, r in rows.items() if kinds[k] == "final"}
     # Every final run with a checkpoint is scored: finished, or as far as it has trained (``status``
     # "training", or "stopped"/"interrupted"); ``complete`` says whether all of them finished.
-    done = {k: r for k, r in final.items() if "steps" in r}
-    by_seed = sorted(done.values(), key=lambda r: r["seed"])
+    scored = {k: r for k, r in final.items() if "steps" in r}
+    by_seed = sorted(scored.values(), key=lambda r: r["seed"])
     body = {
         "complete": bool(final) and all(r["status"] == "done" for r in final.values()),
         "status_by_seed": [r["status"] for r in by_seed],
@@ -449,12 +449,12 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         # clean measurement of the official configuration is benchmarks/scae_speed.py's seconds_per_step.
         body["training_seconds_per_step"] = {unit: rates[len(rates) // 2], f"{unit}_device": by_seed[0]["device"]}
     body["shipped_checkpoint"] = None
-    if done:
-        chosen = min(done, key=lambda k: done[k][SELECTED_BY])
-        body["selected_seed"] = done[chosen]["seed"]  # shipped only at full scale, if under 10 MB
+    if scored:
+        chosen = min(scored, key=lambda k: scored[k][SELECTED_BY])
+        body["selected_seed"] = scored[chosen]["seed"]  # shipped only at full scale, if under 10 MB
         body["selected_by"] = SELECTED_BY
         if not quick:
-            body["shipped_checkpoint"] = _ship(out, chosen, len(done))
+            body["shipped_checkpoint"] = _ship(out, chosen, len(scored))
     rec.write_results("scae", body, directory=out.results, provenance=rec.provenance(
         seed=0, wall_time_s=time.perf_counter() - started, device=device, scale=out.scale))
 

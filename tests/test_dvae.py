@@ -391,6 +391,24 @@ def test_the_shipped_seed_is_the_lowest_training_neg_elbo_and_says_so(quick_expe
     assert isinstance(model, DVAEST)
 
 
+
+def test_a_retrained_copy_of_the_picked_seed_ships_with_the_recorded_numbers_beside_its_own(quick_experiment,
+                                                                                           tmp_path):
+    outputs, jobs, _, results = quick_experiment
+    info = results["details"][recipe.run_name(*recipe.MAIN)]
+    index = int(np.argmin(info["train"]["neg_elbo"]))
+    main = {job.seed: outputs.runs / job.key for job in jobs if job.recipe.configuration() == recipe.MAIN}
+    other = next(seed for seed in main if seed != info["seeds"][index])
+    with pytest.raises(RecipeError, match=f"pick seed {info['seeds'][index]}.*--seed"):
+        recipe.ship_picked_seed(main[other], results=outputs.results, checkpoints=tmp_path)
+    entry = recipe.ship_picked_seed(main[info["seeds"][index]], results=outputs.results, checkpoints=tmp_path)
+    assert entry["seed"] == info["seeds"][index] and entry["selected_by"] == "train_neg_elbo"
+    assert entry["retrained"] == {"recorded_train_neg_elbo": round(info["train"]["neg_elbo"][index], 5),
+                                  "recorded_test_accuracy": info["test"]["accuracy"][index]}
+    assert "trained again" in entry["note"] and (tmp_path / "dvae_st_fullmnist.pt").is_file()
+    with pytest.raises(RecipeError, match="collect the experiment first"):
+        recipe.ship_picked_seed(main[other], results=tmp_path / "empty", checkpoints=tmp_path)
+
 def test_the_benchmark_selects_jobs_and_writes_only_through_records():
     import importlib.util
 

@@ -188,6 +188,19 @@ def test_the_evaluator_stops_on_a_nan():
         evaluate(model, images, labels, batch_size=10)
 
 
+
+def test_the_log_likelihood_landmarks_are_those_of_a_constant_and_of_a_perfect_image():
+    from objectcentric.models.scae import mixture_log_likelihood
+
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    levels = exp.rec_ll_levels(images)
+    one = torch.zeros(6, 1, 1, 8, 8)  # a single mixture component
+    constant = mixture_log_likelihood(images, one + images.mean(), one).mean()
+    assert levels["constant"] == pytest.approx(float(constant), abs=0.01)
+    assert levels["perfect"] == pytest.approx(float(mixture_log_likelihood(images, images.unsqueeze(1), one).mean()), abs=0.01)
+    # No other grey value does better than the mean one.
+    assert float(mixture_log_likelihood(images, one + images.mean() + 0.05, one).mean()) < levels["constant"]
+
 # --- the recorded experiment ---------------------------------------------------------------------
 def test_the_full_experiment_is_three_seeds_and_two_ablations():
     jobs = EXPERIMENTS["scae"].jobs("full")

@@ -61,7 +61,7 @@ from ..data.single_object import DATASETS, NUM_CLASSES, LabelledImages, load_dat
 from ..estimators import ESTIMATORS
 from ..models.dvae import DVAE, DVAEST
 from ..recipes import Recipe, RecipeError, register
-from ..runner import Experiment, Job, Outputs, load_run, register_experiment
+from ..runner import Experiment, Job, Outputs, load_run, read_record, register_experiment
 from ..train import pick_device
 
 MODELS = {"dvae": DVAE, "dvae_st": DVAEST}
@@ -565,6 +565,42 @@ def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> di
     return rec.ship(chosen_dir, expect=DVAERecipe.name, checkpoints=out.checkpoints, note=how, metrics=metrics,
                     extra={"selected_by": "train_neg_elbo", "run": chosen_dir.name})
 
+
+
+def ship_picked_seed(run_dir: str | Path, results: str | Path | None = None, checkpoints=None) -> dict:
+    """Ship a retrained copy of the main configuration's seed that the recorded -ELBOs pick; its manifest entry.
+
+    For a recorded experiment whose chosen run's weights were not kept: ``run_dir``
+    must hold a finished run of the main configuration with the seed that
+    :func:`pick_by_elbo` picks among the seeds in ``results/dvae.json``. It is
+    scored like every recorded run, and shipped with the recorded run's
+    numbers beside its own (a retrained run differs by the device's arithmetic).
+    """
+    from .. import records as rec
+
+    recorded = rec.read_results(RESULTS_NAME, results).get("details", {}).get(run_name(*MAIN))
+    if not recorded:
+        raise RecipeError(f"{RESULTS_NAME}.json records no run of the main configuration {run_name(*MAIN)}: "
+                          "collect the experiment first (`python benchmarks/dvae.py collect RUNS`)")
+    index = int(np.argmin(recorded["train"]["neg_elbo"]))
+    seed = recorded["seeds"][index]
+    recipe, model, payload = load_run(run_dir)
+    record = read_record(run_dir) or {}
+    if not isinstance(recipe, DVAERecipe) or recipe.configuration() != MAIN:
+        raise RecipeError(f"{run_dir} is not a run of the main configuration {run_name(*MAIN)}")
+    if record.get("seed") != seed or record.get("status") != "done":
+        raise RecipeError(f"{run_dir} holds seed {record.get('seed')} ({record.get('status')}); the recorded "
+                          f"-ELBOs pick seed {seed}: train it to the end with `--seed {seed}` and ship that")
+    report = run_report(model, recipe, record, payload.get("history") or [])
+    metrics = {f"{split}_{name}": round(report[split][field][0], 5)
+               for split in ("train", "test") for name, field in (("accuracy", "accuracy"), ("neg_elbo", "neg_elbo"))}
+    seeds = recorded["seeds"]
+    how = (f"seed {seed} of {len(seeds)} ({seeds[0]}-{seeds[-1]}), chosen by {SELECTED_BY}; the recorded run's "
+           "weights were not kept, so the same recipe and seed were trained again for the book")
+    retrained = {"recorded_train_neg_elbo": round(recorded["train"]["neg_elbo"][index], 5),
+                 "recorded_test_accuracy": recorded["test"]["accuracy"][index]}
+    return rec.ship(run_dir, expect=DVAERecipe.name, checkpoints=checkpoints, note=how, metrics=metrics,
+                    extra={"selected_by": "train_neg_elbo", "run": Path(run_dir).name, "retrained": retrained})
 
 EXPERIMENT = register_experiment(Experiment(chapter="dvae", title="Chapter 5: D-VAE and D-VAE-ST",
                                             jobs=experiment_jobs, collect=collect))

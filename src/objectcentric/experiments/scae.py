@@ -34,6 +34,7 @@ loss (no labels) is shipped if its checkpoint is under 10 MB.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -144,6 +145,17 @@ def training_canvases(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     digits, labels = load_mnist("train")
     return fixed_canvases(digits[:n], FEATURE_SEED), labels[:n]
 
+
+
+def rec_ll_levels(images: torch.Tensor, std: float = 1.0) -> dict[str, float]:
+    """Two landmarks for the image log-likelihood (nats per image) on ``images`` (N, 1, H, W), pixel
+    standard deviation ``std``: ``constant``, the best single grey value for every pixel of every image
+    (what a model that paints nothing but the background reaches), and ``perfect``, every pixel's mean
+    exactly right."""
+    pixels = images[0].numel()
+    perfect = -pixels * (math.log(std) + 0.5 * math.log(2 * math.pi))
+    spread = float(((images - images.mean()) ** 2).flatten(1).sum(1).mean())
+    return {"constant": round(perfect - 0.5 * spread / std ** 2, 2), "perfect": round(perfect, 2)}
 
 # --- the recipe -------------------------------------------------------------------------------------
 @register

@@ -3,6 +3,7 @@ surgery), the recipe, the recorded experiment on the runner (quick sweep, collec
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -392,22 +393,29 @@ def test_the_shipped_seed_is_the_lowest_training_neg_elbo_and_says_so(quick_expe
 
 
 
-def test_a_retrained_copy_of_the_picked_seed_ships_with_the_recorded_numbers_beside_its_own(quick_experiment,
-                                                                                           tmp_path):
+
+def test_of_retrained_runs_the_lowest_training_neg_elbo_ships_and_every_candidate_is_recorded(quick_experiment,
+                                                                                             tmp_path):
     outputs, jobs, _, results = quick_experiment
+    main = [outputs.runs / job.key for job in jobs if job.recipe.configuration() == recipe.MAIN]
     info = results["details"][recipe.run_name(*recipe.MAIN)]
-    index = int(np.argmin(info["train"]["neg_elbo"]))
-    main = {job.seed: outputs.runs / job.key for job in jobs if job.recipe.configuration() == recipe.MAIN}
-    other = next(seed for seed in main if seed != info["seeds"][index])
-    with pytest.raises(RecipeError, match=f"pick seed {info['seeds'][index]}.*--seed"):
-        recipe.ship_picked_seed(main[other], results=outputs.results, checkpoints=tmp_path)
-    entry = recipe.ship_picked_seed(main[info["seeds"][index]], results=outputs.results, checkpoints=tmp_path)
-    assert entry["seed"] == info["seeds"][index] and entry["selected_by"] == "train_neg_elbo"
-    assert entry["retrained"] == {"recorded_train_neg_elbo": round(info["train"]["neg_elbo"][index], 5),
-                                  "recorded_test_accuracy": info["test"]["accuracy"][index]}
-    assert "trained again" in entry["note"] and (tmp_path / "dvae_st_fullmnist.pt").is_file()
-    with pytest.raises(RecipeError, match="collect the experiment first"):
-        recipe.ship_picked_seed(main[other], results=tmp_path / "empty", checkpoints=tmp_path)
+    shutil.copy(outputs.results / "dvae.json", tmp_path / "dvae.json")
+    entry = recipe.ship_lowest_elbo(main, results=tmp_path, checkpoints=tmp_path / "checkpoints")
+    stored = read_results("dvae", tmp_path)
+    summary = stored["shipped_main"]
+    assert summary["seeds"] == info["seeds"] and summary["train_neg_elbo"] == [round(v, 5) for v in
+                                                                              info["train"]["neg_elbo"]]
+    assert summary["test_accuracy"] == info["test"]["accuracy"]  # scored as the recorded runs are
+    index = int(np.argmin(summary["train_neg_elbo"]))
+    assert summary["chosen_seed"] == entry["seed"] == info["seeds"][index]
+    assert entry["metrics"]["test_accuracy"] == summary["test_accuracy"][index] and entry["candidates"] == [0, 1]
+    assert "trained again" in entry["note"] and "no labels" in entry["note"]
+    assert stored["details"] == results["details"]  # the recorded runs are kept
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(main[0], unfinished)
+    (unfinished / "record.json").write_text(json.dumps({**read_record(main[0]), "status": "stopped"}))
+    with pytest.raises(RecipeError, match="has not finished"):
+        recipe.ship_lowest_elbo([unfinished], results=tmp_path, checkpoints=tmp_path / "checkpoints")
 
 def test_the_benchmark_selects_jobs_and_writes_only_through_records():
     import importlib.util

@@ -492,6 +492,9 @@ if MAIN in runs.details:
 if MAIN in runs.details:
     display(chapter.seeds_by_elbo_table(runs, MAIN))
     print(chapter.shipped_seed_note(runs))
+    retrained = chapter.retrained_table(runs)
+    if retrained is not None:
+        display(retrained)
 
 # %% [markdown]
 # The failed seeds have the three worst ELBOs: the model's own objective tells

@@ -201,10 +201,13 @@ def test_the_log_likelihood_landmarks_are_those_of_a_constant_and_of_a_perfect_i
     # No other grey value does better than the mean one.
     assert float(mixture_log_likelihood(images, one + images.mean() + 0.05, one).mean()) < levels["constant"]
 
+
 # --- the recorded experiment ---------------------------------------------------------------------
 def test_the_full_experiment_is_three_seeds_and_two_ablations():
     jobs = EXPERIMENTS["scae"].jobs("full")
-    final = [j for j in jobs if j.recipe == SCAERecipe()]
+    final = [j for j in jobs if j.recipe == exp.final_recipe()]
+    assert exp.final_recipe() == SCAERecipe(lr=3e-4)  # the official setting at ten times its learning rate
+    assert all(j.recipe.lr == 3e-4 and j.recipe.optimizer_name == "rmsprop_tf" for j in jobs)
     assert sorted(j.seed for j in final) == [0, 1, 2] and len(jobs) == 5
     assert {(j.recipe.invert_pose, j.recipe.alpha_channel) for j in jobs} == {(True, True), (False, True),
                                                                                 (True, False)}
@@ -234,7 +237,7 @@ def test_the_quick_experiment_writes_the_results_keys_and_ships_nothing(quick_ex
     curve = data["accuracy_vs_compute"]["0"]
     assert curve["steps"] == [3] and len(curve["cpu_hours"]) == len(curve["val_prior_accuracy"]) == 1
     assert set(data["ablations"]) == {"uninverted_pose", "no_alpha_channel"}
-    assert data["ablations"]["uninverted_pose"]["settings"] == {"invert_pose": False}
+    assert data["ablations"]["uninverted_pose"]["settings"] == {"invert_pose": False, "lr": 3e-4}
     assert 0 <= data["ablations"]["no_alpha_channel"]["prior_test_refit"] <= 1
     assert data["training_seconds_per_step"]["cpu"] > 0
     assert data["shipped_checkpoint"] is None and data["selected_by"] == "val_loss" and data["selected_seed"] == 0
@@ -264,7 +267,7 @@ def test_a_run_still_training_is_collected_as_far_as_it_got_and_shipped_in_float
     (runs / final / "record.json").unlink()  # a run still training has written no record yet
     results, shipped = tmp_path / "results", tmp_path / "ck"
     results.mkdir()
-    not_started = SCAERecipe(invert_pose=False).run_name(0)  # planned, no folder, no record
+    not_started = SCAERecipe(invert_pose=False, **exp.FINAL_CHANGES).run_name(0)  # planned, no folder, no record
     exp._collect({final: None, not_started: None},
                  Outputs(runs=runs, results=results, checkpoints=shipped, scale="full"))
     data = json.loads((results / "scae.json").read_text())

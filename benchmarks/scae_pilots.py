@@ -1,6 +1,6 @@
 """Which SCAE training setting gets furthest per CPU-hour (Chapter 8): short pilot runs, compared.
 
-    python benchmarks/scae_pilots.py run adam_lr1e-3_b64 --budget-s 2700 --out ~/runs/scae_pilots
+    python benchmarks/scae_pilots.py run rmsprop_lr3e-4_b128 --budget-s 2700 --out ~/runs/scae_pilots
     python benchmarks/scae_pilots.py collect --out ~/runs/scae_pilots
 
 The official schedule (300,000 steps of 128 at a constant 3e-5) is about two
@@ -36,7 +36,6 @@ from objectcentric.train import Stop
 # Name -> changes to the recipe's optimiser settings (the model is the official one in every pilot).
 PILOTS = {
     "rmsprop_lr3e-4_b128": {"lr": 3e-4},
-    "adam_lr1e-3_b64": {"optimizer_name": "adam", "lr": 1e-3, "batch_size": 64},
 }
 SEED = 0
 

@@ -74,6 +74,8 @@ __all__ = [
     "recipe_table",
     "reconstruction_figure",
     "schedule_words",
+    "settings_figure",
+    "settings_words",
     "templates_figure",
     "training_words",
     "uninverted_figure",
@@ -393,52 +395,68 @@ ABLATION_PHRASES = {"uninverted_pose": "with the template pose handed to the sam
                     "no_alpha_channel": "without the alpha channel"}
 
 
+def _scored_ablations(results: dict) -> dict:
+    return {name: row for name, row in (results.get("ablations") or {}).items()
+            if row and "steps" in row and (row.get("curve") or {}).get("steps")}
+
+
+ABLATION_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_accuracy", "presences"),
+                    ("val_posterior_accuracy", "parts' mass")]
+
+
 def ablation_table(results: dict):
-    """The two ablations next to the final setting, when at least one has numbers; else None."""
-    ablations = {name: row for name, row in (results.get("ablations") or {}).items()
-                 if row and row.get("status") == "done" and "steps" in row}
-    if not ablations or not results.get("seeds"):
+    """The ablations next to the final setting at the same number of steps, on the validation canvases;
+    None while no ablation has numbers."""
+    ablations = _scored_ablations(results)
+    seeds = results.get("seeds") or []
+    final = (results.get("accuracy_vs_compute") or {}).get(str(seeds[0])) if seeds else None
+    if not ablations or not final:
         return None
-    acc, probe = results["accuracy_by_seed"], results["linear_probe_by_seed"]
-    rows = {f"final setting, seed {results['seeds'][0]}": [
-        results["steps_by_seed"][0], _p(acc["test_refit"][0]), _p(acc["train_fit"][0]),
-        _p(acc["posterior_test_refit"][0]), _p(probe["prior"][0]), "no"]}
+    rows = {}
     for name, row in ablations.items():
-        rows[ABLATION_NAMES.get(name, name)] = [row["steps"], _p(row.get("prior_test_refit")),
-                                                _p(row.get("prior_train_fit")),
-                                                _p(row.get("posterior_test_refit")), _p(row.get("prior_probe")),
-                                                "yes" if row.get("nan") else "no"]
-    return book.table(rows, ["steps", "presences, refit", "presences, train-fit", "parts' mass, refit",
-                             "probe, presences", "stopped on a NaN"], index_name="",
-                      caption="The two mistakes of the ports, trained here, next to the final setting",
-                      notes="Test accuracy as in the table above; each row after the steps it trained.")
+        points = row["curve"]
+        steps = points["steps"][-1]
+        rows[f"final setting, seed {seeds[0]}, after {steps:,} steps"] = [
+            fmt(_curve_at(final, key, steps)) if "rec_ll" in key else _p(_curve_at(final, key, steps))
+            for key, _ in ABLATION_COLUMNS] + ["no"]
+        rows[f"{ABLATION_NAMES.get(name, name)}, after {steps:,} steps"] = [
+            fmt(points[key][-1]) if "rec_ll" in key else _p(points[key][-1]) for key, _ in ABLATION_COLUMNS] + [
+            "yes" if row.get("nan") else "no"]
+    return book.table(rows, [words for _, words in ABLATION_COLUMNS] + ["stopped on a NaN"], index_name="",
+                      caption="The ports' mistakes, trained here, next to the final setting after as many steps",
+                      notes="On the validation canvases after the last pass each ablation finished: the image "
+                            "log-likelihood and the accuracy of k-means (fitted on half of the canvases, scored "
+                            "on the other half) on the object presences and on the parts' mass.")
 
 
 def ablation_words(results: dict) -> str:
     """What the ablation runs say, or plainly that they have not been run."""
     out = []
     seeds = results.get("seeds") or []
-    final_curve = (results.get("accuracy_vs_compute") or {}).get(str(seeds[0])) if seeds else None
+    final = (results.get("accuracy_vs_compute") or {}).get(str(seeds[0])) if seeds else None
+    scored = _scored_ablations(results)
     for name, phrase in ABLATION_PHRASES.items():
         row = (results.get("ablations") or {}).get(name) or {}
         status = row.get("status", "not started")
-        if status == "done" and "steps" in row:
-            text = (f"Trained {phrase} for {row['steps']:,} steps, the model names "
-                    f"{pct(row.get('prior_test_refit'))} of the test digits right (refit protocol)")
-            ours = _curve_at(final_curve or {}, "val_loss", row["steps"])
-            theirs = ((row.get("curve") or {}).get("val_loss") or [None])[-1]
-            if ours is not None and theirs is not None:
-                text += (f"; its validation loss after those steps is {fmt(theirs)}, the final setting's "
-                         f"{fmt(ours)} at the same point")
-            out.append(text + ".")
-        elif status == "failed":
+        if status == "failed":
             where = re.search(r"at epoch (\d+), step (\d+)", row.get("error") or "")
             at = f" at epoch {where.group(1)}, step {where.group(2)}" if where else ""
             cause = "its loss became NaN" if row.get("nan") else "it stopped on an error"
             out.append(f"Trained {phrase}, {cause}{at}; the last good checkpoint was kept.")
-        elif "steps" in row:
-            out.append(f"The training {phrase} has started ({row['steps']:,} steps so far) but has not "
-                       "finished; its numbers will stand here when it has.")
+        elif name in scored:
+            points = row["curve"]
+            steps = points["steps"][-1]
+            text = f"Trained {phrase} for {steps:,} steps"
+            if status != "done":
+                text += " (a time budget stopped it there, long before the end of its schedule)"
+            text += (f", the model reaches an image log-likelihood of {fmt(points['val_rec_ll'][-1])} nats on the "
+                     f"validation canvases")
+            ours = _curve_at(final or {}, "val_rec_ll", steps)
+            if ours is not None:
+                text += f", where the final setting had {fmt(ours)} after as many steps"
+            text += (f"; on the test digits k-means on its object presences names {pct(row.get('prior_test_refit'))} "
+                     "right (refit protocol)")
+            out.append(text + ".")
         else:
             out.append(f"The training {phrase} has not been run for this page yet.")
     return " ".join(out)
@@ -596,6 +614,87 @@ def compute_figure(results: dict, title: str = ""):
         fig.suptitle(title.strip(), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _setting_words(settings: dict) -> str:
+    if not settings:
+        return f"official ({_setting_words({'lr': SCAERecipe().lr})})"
+    lr = settings.get("lr", SCAERecipe().lr)
+    name = {"adam": "Adam", "rmsprop_tf": "RMSProp"}[settings.get("optimizer_name", "rmsprop_tf")]
+    mantissa, exponent = f"{lr:.0e}".split("e")
+    words = f"{name}, learning rate {mantissa}e{int(exponent)}"
+    if "batch_size" in settings:
+        words += f", batch {settings['batch_size']}"
+    return words
+
+
+def _setting_curves(results: dict) -> dict:
+    """{label: curve} of the official setting and of every pilot, from ``settings_per_hour``."""
+    section = results.get("settings_per_hour") or {}
+    rows = {}
+    if section.get("official"):
+        rows[_setting_words({})] = section["official"]["curve"]
+    for row in (section.get("pilots") or {}).values():
+        if (row.get("curve") or {}).get("steps"):
+            rows[_setting_words(row["settings"])] = row["curve"]
+    return rows
+
+
+def settings_figure(results: dict):
+    """The validation image log-likelihood and k-means accuracy against optimiser steps, for the official
+    learning rate and the pilots' settings; None when there are no pilot runs."""
+    curves = _setting_curves(results)
+    if len(curves) < 2:
+        return None
+    levels = results["settings_per_hour"].get("val_rec_ll_levels") or {}
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for (label, points), colour in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        axes[0].plot(points["steps"], points["val_rec_ll"], marker=".", color=colour, label=label)
+        axes[1].plot(points["steps"], points["val_posterior_accuracy"], marker=".", color=colour)
+        axes[1].plot(points["steps"], points["val_prior_accuracy"], ls="--", color=colour)
+    right = max(points["steps"][-1] for points in curves.values())
+    for name, words in (("constant", "one grey value everywhere"), ("perfect", "every pixel exact")):
+        if name in levels:
+            axes[0].axhline(levels[name], color="grey", lw=0.8, ls=":")
+            axes[0].text(right, levels[name], f"{words} ", ha="right", va="bottom", fontsize=8, color="grey")
+    axes[1].axhline(PAPER["unsupervised_accuracy"], color="black", lw=0.8, ls=":")
+    axes[1].text(0, PAPER["unsupervised_accuracy"], " paper", va="top", fontsize=8)
+    axes[1].set_ylim(0, 1.05)
+    axes[0].set_ylabel("nats per image")
+    axes[1].set_ylabel("validation accuracy")
+    axes[0].set_title("image log-likelihood")
+    axes[1].set_title("k-means accuracy\nsolid: parts' mass; dashed: presences", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("optimiser steps (128 digits each)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(curves), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def settings_words(results: dict) -> str:
+    """The pilots against the official learning rate after as many steps, in sentences from the numbers."""
+    section = results.get("settings_per_hour") or {}
+    official = (section.get("official") or {}).get("curve")
+    if not official:
+        return "No trial of other training settings has been recorded for this page."
+    out = []
+    for row in (section.get("pilots") or {}).values():
+        points = row.get("curve") or {}
+        if not points.get("steps"):
+            continue
+        steps = min(points["steps"][-1], official["steps"][-1])
+        ours, theirs = (_curve_at(points, "val_rec_ll", steps), _curve_at(official, "val_rec_ll", steps))
+        if ours is None or theirs is None:
+            continue
+        level = (section.get("val_rec_ll_levels") or {}).get("constant")
+        text = (f"After {steps:,} steps, {_setting_words(row['settings'])} reaches an image log-likelihood of "
+                f"{fmt(ours)} nats per image on the validation canvases and the official rate {fmt(theirs)}")
+        if level is not None:
+            text += f" (one grey value everywhere scores {fmt(level)})"
+        text += (f"; k-means on the parts' mass names {pct(_curve_at(points, 'val_posterior_accuracy', steps))} "
+                 f"of the canvases right, against {pct(_curve_at(official, 'val_posterior_accuracy', steps))}.")
+        out.append(text)
+    return " ".join(out)
 
 
 def presence_map_figure(model, images: torch.Tensor, labels: torch.Tensor, title: str = ""):

@@ -29,7 +29,12 @@ import time
 from pathlib import Path
 
 from objectcentric import records
-from objectcentric.experiments.scae import SCAERecipe, curve, rec_ll_levels, validation_canvases
+from objectcentric.experiments.scae import (
+    SCAERecipe,
+    curve,
+    rec_ll_levels,
+    validation_canvases,
+)
 from objectcentric.runner import load_run, read_record, train
 from objectcentric.train import Stop
 

@@ -61,7 +61,14 @@ from ..data.single_object import DATASETS, NUM_CLASSES, LabelledImages, load_dat
 from ..estimators import ESTIMATORS
 from ..models.dvae import DVAE, DVAEST
 from ..recipes import Recipe, RecipeError, register
-from ..runner import Experiment, Job, Outputs, load_run, read_record, register_experiment
+from ..runner import (
+    Experiment,
+    Job,
+    Outputs,
+    load_run,
+    read_record,
+    register_experiment,
+)
 from ..train import pick_device
 
 MODELS = {"dvae": DVAE, "dvae_st": DVAEST}
@@ -566,8 +573,6 @@ def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> di
                     extra={"selected_by": "train_neg_elbo", "run": chosen_dir.name})
 
 
-
-
 def ship_lowest_elbo(run_dirs: list, results: str | Path | None = None, checkpoints=None) -> dict:
     """Score finished runs of the main configuration, ship the one with the lowest training -ELBO; its entry.
 
@@ -594,7 +599,7 @@ def ship_lowest_elbo(run_dirs: list, results: str | Path | None = None, checkpoi
     if not runs:
         raise RecipeError("no runs given: train the main configuration for a few seeds first")
     index = pick_by_elbo([report for _, _, report in runs])
-    chosen_dir, chosen_record, chosen = runs[index]
+    chosen_dir = runs[index][0]
     seeds = [record["seed"] for _, record, _ in runs]
     summary = {"seeds": seeds, "chosen_seed": seeds[index], "selected_by": "train_neg_elbo",
                "devices": sorted({record.get("device") for _, record, _ in runs}),
@@ -609,6 +614,7 @@ def ship_lowest_elbo(run_dirs: list, results: str | Path | None = None, checkpoi
            f"again for the book (the recorded runs' weights were not kept), chosen by {SELECTED_BY}")
     return rec.ship(chosen_dir, expect=DVAERecipe.name, checkpoints=checkpoints, note=how, metrics=metrics,
                     extra={"selected_by": "train_neg_elbo", "run": chosen_dir.name, "candidates": seeds})
+
 
 EXPERIMENT = register_experiment(Experiment(chapter="dvae", title="Chapter 5: D-VAE and D-VAE-ST",
                                             jobs=experiment_jobs, collect=collect))

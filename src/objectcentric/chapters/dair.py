@@ -1007,6 +1007,25 @@ def training_words(history: list[dict]) -> str:
             + (f". On the validation canvases, {words}." if words else "."))
 
 
+STARTED_FROM_NAMES = {"air_multi_mnist_difference.pt": "AIR (Chapter 6)", "dvae_st_fullmnist.pt": "D-VAE-ST (Chapter 5)"}
+
+
+def _started_from(entry: dict) -> dict:
+    """What the shipped DAIR started from (its manifest entry's ``started_from``), and whether each of those
+    checkpoints is still the one shipped."""
+    from ..checkpoints import read_manifest
+
+    shipped = read_manifest()["checkpoints"]
+    out = {}
+    for name, start in (entry.get("started_from") or {}).items():
+        words = f"{name}, seed {start.get('seed')} (sha256 {start['sha256'][:12]}…)"
+        if (shipped.get(name) or {}).get("sha256") != start["sha256"]:
+            words += (f"; the book now ships another model under that name (seed {shipped.get(name, {}).get('seed')}, "
+                      "trained again and chosen without labels), so the DAIR runs above started from its predecessor")
+        out[f"started from {STARTED_FROM_NAMES.get(name, name)}"] = words
+    return out
+
+
 def training_provenance(run, results: dict):
     """The "How this was measured" block of the trained models: what trained the shipped model (its
     checkpoint's manifest entry) and every recorded seed's training time (``results/dair.json``)."""
@@ -1026,6 +1045,7 @@ def training_provenance(run, results: dict):
                                         f"epochs in {minutes} on {entry.get('device') or 'a machine not recorded'}")
         if entry.get("note"):
             details["why this seed"] = entry["note"]
+        details.update(_started_from(entry))
     for r in sorted(results["runs"].values(), key=lambda r: r["seed"]):
         seconds = r["training_wall_time_s"]
         took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -396,9 +396,11 @@ fig = chapter.presence_map_figure(model, images, labels, title=chapter.caveat(MO
 # the trained model: the same parts, with the same inferred poses and the same
 # templates, painted both ways. Uninverted, every template is magnified to about the
 # size of the canvas or more, and no stroke of a digit can be drawn. A model trained
-# that way cannot learn small parts at all: its reconstructions stay poor, as users
-# of one port report (its image likelihood stays poor all through training), and
-# objects built from such parts have little to tell digits apart with.
+# that way cannot learn small parts at all; it can still lower its loss with large
+# smooth shapes, and a user of one port reports an image likelihood that stays poor
+# all through training. The run below, trained the uninverted way for as many steps
+# as this page could afford, measures what it costs early in training: in the
+# likelihood, and in how well its objects sort the digits.
 
 # %% mystnb={"figure": {"caption": "Test canvases (top), the trained model's reconstruction (middle), and the same parts with the same poses painted with the pose handed to the sampler uninverted (bottom); titles: the image log-likelihood of each.", "name": "fig-scae-uninverted"}, "image": {"alt": "Five digits, their reconstructions, and grey smears painted from the same parts"}}
 fig = chapter.uninverted_figure(model, images[:5], title=chapter.caveat(MODE))

@@ -454,8 +454,12 @@ def ablation_words(results: dict) -> str:
             ours = _curve_at(final or {}, "val_rec_ll", steps)
             if ours is not None:
                 text += f", where the final setting had {fmt(ours)} after as many steps"
-            text += (f"; on the test digits k-means on its object presences names {pct(row.get('prior_test_refit'))} "
-                     "right (refit protocol)")
+            mass, ours_mass = points["val_posterior_accuracy"][-1], _curve_at(final or {}, "val_posterior_accuracy", steps)
+            text += f"; k-means on its parts' mass names {pct(mass)} of them right"
+            if ours_mass is not None:
+                text += f" (the final setting: {pct(ours_mass)})"
+            text += (f", and on the test digits {pct(row.get('posterior_test_refit'))} (refit protocol; the final "
+                     "setting's, after all its steps, are in the accuracy table above)")
             out.append(text + ".")
         else:
             out.append(f"The training {phrase} has not been run for this page yet.")

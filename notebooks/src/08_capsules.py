@@ -448,9 +448,9 @@ if ablations is not None:
 
 # %% mystnb={"figure": {"caption": "The image log-likelihood and the k-means accuracy on the validation canvases after every pass, at the official learning rate and at ten times it; dotted lines: an image of one grey value everywhere, every pixel exact, and the paper's test accuracy.", "name": "fig-scae-settings"}, "image": {"alt": "Two panels of curves against optimiser steps: the larger learning rate climbs faster in both"}}
 fig = chapter.settings_figure(results)
-display(Markdown(chapter.settings_words(results)))
 
 # %%
+display(Markdown(chapter.settings_words(results)))
 display(chapter.how_measured(results, ["settings_per_hour"]))
 
 # %% [markdown]

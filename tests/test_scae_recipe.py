@@ -284,3 +284,32 @@ def test_a_run_still_training_is_collected_as_far_as_it_got_and_shipped_in_float
     for name, value in model.state_dict().items():
         assert restored.state_dict()[name].dtype == value.dtype
         assert torch.allclose(restored.state_dict()[name], value, rtol=1e-3, atol=1e-4), name
+
+
+def test_a_run_scored_earlier_whose_folder_is_gone_keeps_its_recorded_row(quick_experiment, tmp_path):
+    out, _ = quick_experiment
+    records = {p.name: read_record(p) for p in (out / "scae").iterdir() if (p / "record.json").exists()}
+    final = next(k for k, r in records.items() if r["settings"]["invert_pose"] and r["settings"]["alpha_channel"])
+    ablation = next(k for k, r in records.items() if not r["settings"]["invert_pose"])
+    earlier = json.loads((out / "results" / "scae.json").read_text())
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    shutil.copytree(out / "scae" / final, runs / final)  # the ablation was trained on another machine
+    results.mkdir()
+    shutil.copy(out / "results" / "scae.json", results / "scae.json")
+    exp._collect({final: records[final], ablation: None},
+                 Outputs(runs=runs, results=results, checkpoints=tmp_path / "ck", scale="quick"))
+    data = json.loads((results / "scae.json").read_text())
+    kept = data["ablations"]["uninverted_pose"]
+    assert kept["status"] == earlier["ablations"]["uninverted_pose"]["status"] == "done"
+    assert kept["posterior_test_refit"] == earlier["ablations"]["uninverted_pose"]["posterior_test_refit"]
+    assert kept["curve"] == earlier["ablations"]["uninverted_pose"]["curve"] and kept["curve"]["steps"] == [3]
+    assert kept["scored_at"]["commit"] == earlier["commit"]
+    assert "scored_at" not in data["runs"][final]  # the run that is here is scored afresh
+    # Rows of another scale are not taken over.
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(out / "results" / "scae.json", other / "scae.json")
+    exp._collect({final: records[final], ablation: None},
+                 Outputs(runs=runs, results=other, checkpoints=tmp_path / "ck2", scale="full"))
+    assert json.loads((other / "scae.json").read_text())["runs"][ablation] == {"seed": None, "status": "not started",
+                                                                              "settings": {}}

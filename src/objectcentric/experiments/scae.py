@@ -437,6 +437,10 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     images, labels, _ = shifted_mnist_test()
     test = (images[:n_test], labels[:n_test])
     rows = {key: _row(key, record or {}, out, train, test, device) for key, record in sorted(records.items())}
+    recorded, earlier = _recorded_rows(out)
+    for key, row in recorded.items():  # scored by an earlier collect; its run folder is not on this machine
+        if rows.get(key, {}).get("status") == "not started":
+            rows[key] = row
     planned = {job.key: job.recipe.settings() for job in _jobs(out.scale)}  # runs not started have no record
     kinds = {k: _kind((record or {}).get("settings") or planned.get(k, {})) for k, record in records.items()}
     final = {k: r for k, r in rows.items() if kinds[k] == "final"}
@@ -475,10 +479,36 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         chosen = min(scored, key=lambda k: scored[k][SELECTED_BY])
         body["selected_seed"] = scored[chosen]["seed"]  # shipped only at full scale, if under 10 MB
         body["selected_by"] = SELECTED_BY
-        if not quick:
+        if not quick and "scored_at" in scored[chosen]:  # shipped by the collect that scored it
+            body["shipped_checkpoint"] = earlier.get("shipped_checkpoint")
+        elif not quick:
             body["shipped_checkpoint"] = _ship(out, chosen, len(scored))
     rec.write_results("scae", body, directory=out.results, provenance=rec.provenance(
         seed=0, wall_time_s=time.perf_counter() - started, device=device, scale=out.scale))
+
+
+def _recorded_rows(out: Outputs) -> tuple[dict[str, dict], dict]:
+    """The runs that the collect behind the existing ``results/scae.json`` scored, with their curves, and
+    that file: a run trained on another machine, whose folder is not here, keeps its recorded row (marked
+    ``scored_at``: the commit and date of the collect that scored it) instead of becoming "not started"."""
+    from .. import records as rec
+
+    earlier = rec.read_results("scae", out.results)
+    writer = next((w for w in earlier.get("writers", []) if "runs" in w["keys"]), {})
+    if writer.get("scale") != out.scale:
+        return {}, earlier
+    rows = {}
+    for key, run in (earlier.get("runs") or {}).items():
+        if "steps" not in run:
+            continue
+        kind = _kind(run["settings"])
+        if kind == "final":
+            curve = (earlier.get("accuracy_vs_compute") or {}).get(str(run["seed"]))
+        else:
+            curve = ((earlier.get("ablations") or {}).get(kind) or {}).get("curve")
+        scored_at = run.get("scored_at") or {k: writer.get(k) for k in ("commit", "date")}
+        rows[key] = {**run, "curve": curve or {}, "scored_at": scored_at}
+    return rows, earlier
 
 
 def _ship(out: Outputs, chosen: str, n_done: int) -> str | None:

@@ -316,6 +316,7 @@ display(chapter.how_measured(results, keys))
 # %%
 display(chapter.accuracy_table(results, chapter.caveat(MODE)))
 display(Markdown(chapter.accuracy_words(results, MODE)))
+display(Markdown(chapter.seeds_words(results)))
 keys = ["accuracy_by_seed", "linear_probe_by_seed", "steps_by_seed", "status_by_seed"]
 display(chapter.how_measured(results, keys))
 

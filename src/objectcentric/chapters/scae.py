@@ -344,17 +344,19 @@ def _best(values) -> float:
 def accuracy_words(results: dict, mode: str) -> str:
     """The recorded accuracy against chance, the ports and the paper, in sentences that hold for any
     numbers."""
-    acc = results["accuracy_by_seed"]
-    refit, transfer = _best(acc["test_refit"] + acc["posterior_test_refit"]), _best(
-        acc["train_fit"] + acc["posterior_train_fit"])
-    probe = _best(results["linear_probe_by_seed"]["prior"] + results["linear_probe_by_seed"]["posterior"])
+    acc, probes = results["accuracy_by_seed"], results["linear_probe_by_seed"]
+    longest = max(range(len(results["steps_by_seed"])), key=results["steps_by_seed"].__getitem__)
+    refit = _best([acc["test_refit"][longest], acc["posterior_test_refit"][longest]])
+    transfer = _best([acc["train_fit"][longest], acc["posterior_train_fit"][longest]])
+    probe = _best([probes["prior"][longest], probes["posterior"][longest]])
     paper = results.get("paper", PAPER)
     chance = _chance(results.get("n_test") or 200)
-    steps = max(results["steps_by_seed"])
+    steps = results["steps_by_seed"][longest]
     official = results.get("official_steps", OFFICIAL_STEPS)
     seeds = len(results["seeds"])
     who = "this page's model" if not results.get("recorded") else (
-        "the recorded run" if seeds == 1 else f"the best of the {seeds} recorded runs")
+        "the recorded run" if seeds == 1 else
+        f"the longest-trained of the {seeds} recorded runs (seed {results['seeds'][longest]})")
     text = (f"After {steps:,} steps, {_share(steps, official)} of the official schedule, {who} names "
             f"{pct(refit)} of the test digits right without labels under the paper's protocol and "
             f"{pct(transfer)} with k-means fitted on training digits; its linear probe reaches {pct(probe)}. "
@@ -384,6 +386,30 @@ def accuracy_words(results: dict, mode: str) -> str:
     return text
 
 
+def seeds_words(results: dict) -> str:
+    """How far the seeds of the final setting agree, on the validation canvases at the largest step count
+    that all of their curves reach ("" for fewer than two seeds)."""
+    curves = [(seed, (results.get("accuracy_vs_compute") or {}).get(str(seed)) or {}) for seed in results["seeds"]]
+    curves = [(seed, c) for seed, c in curves if c.get("steps")]
+    if len(curves) < 2:
+        return ""
+    steps = min(c["steps"][-1] for _, c in curves)
+    at = {key: [_curve_at(c, key, steps) for _, c in curves]
+          for key in ("val_rec_ll", "val_posterior_accuracy", "val_prior_accuracy")}
+    names = ", ".join(f"seed {seed}" for seed, _ in curves[:-1]) + f" and seed {curves[-1][0]}"
+    mass = [v for v in at["val_posterior_accuracy"] if v is not None]
+    text = (f"After {steps:,} steps, as far as every seed has trained, {names} reach image log-likelihoods of "
+            f"{', '.join(fmt(v) for v in at['val_rec_ll'])} nats on the validation canvases, and k-means on "
+            f"their parts' mass names {', '.join(pct(v) for v in at['val_posterior_accuracy'])} of them right "
+            f"(on the presences: {', '.join(pct(v) for v in at['val_prior_accuracy'])}).")
+    if mass:
+        spread = 100 * (max(mass) - min(mass))
+        text += (f" The seeds lie {spread:.1f} percentage points apart on the parts' mass"
+                 + (": at this point of training the seed matters as much as the setting." if spread >= 10 else
+                    ", so one seed's curve is a fair picture of the setting." if spread < 5 else "."))
+    return text
+
+
 def _curve_at(points: dict, key: str, steps: int):
     """The value of ``key`` in a curve at the last point with at most ``steps`` steps (None if none)."""
     values = [(s, v) for s, v in zip(points.get("steps", []), points.get(key, [])) if s <= steps]
@@ -404,6 +430,12 @@ ABLATION_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_a
                     ("val_posterior_accuracy", "parts' mass")]
 
 
+def _ablation_cell(points: dict, key: str, steps: int) -> str:
+    """A curve's value after ``steps`` steps: a log-likelihood in nats, an accuracy as a percentage."""
+    value = _curve_at(points, key, steps)
+    return fmt(value) if "rec_ll" in key else _p(value)
+
+
 def ablation_table(results: dict):
     """The ablations next to the final setting at the same number of steps, on the validation canvases;
     None while no ablation has numbers."""
@@ -417,11 +449,9 @@ def ablation_table(results: dict):
         points = row["curve"]
         steps = points["steps"][-1]
         rows[f"final setting, seed {seeds[0]}, after {steps:,} steps"] = [
-            fmt(_curve_at(final, key, steps)) if "rec_ll" in key else _p(_curve_at(final, key, steps))
-            for key, _ in ABLATION_COLUMNS] + ["no"]
+            *(_ablation_cell(final, key, steps) for key, _ in ABLATION_COLUMNS), "no"]
         rows[f"{ABLATION_NAMES.get(name, name)}, after {steps:,} steps"] = [
-            fmt(points[key][-1]) if "rec_ll" in key else _p(points[key][-1]) for key, _ in ABLATION_COLUMNS] + [
-            "yes" if row.get("nan") else "no"]
+            *(_ablation_cell(points, key, steps) for key, _ in ABLATION_COLUMNS), "yes" if row.get("nan") else "no"]
     return book.table(rows, [words for _, words in ABLATION_COLUMNS] + ["stopped on a NaN"], index_name="",
                       caption="The ports' mistakes, trained here, next to the final setting after as many steps",
                       notes="On the validation canvases after the last pass each ablation finished: the image "
@@ -448,7 +478,7 @@ def ablation_words(results: dict) -> str:
             steps = points["steps"][-1]
             text = f"Trained {phrase} for {steps:,} steps"
             if status != "done":
-                text += " (a time budget stopped it there, long before the end of its schedule)"
+                text += " (stopped there by this page's budget, long before the end of its schedule)"
             text += (f", the model reaches an image log-likelihood of {fmt(points['val_rec_ll'][-1])} nats on the "
                      f"validation canvases")
             ours = _curve_at(final or {}, "val_rec_ll", steps)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from objectcentric import records, runner
-from objectcentric.checkpoints import checkpoint_dir, read_checkpoint
+from objectcentric.checkpoints import checkpoint_dir, read_checkpoint, read_manifest
 from objectcentric.estimators import ESTIMATORS, exact_expectation
 from objectcentric.experiments.air import AIRRecipe, load_air_run
 from objectcentric.experiments.dair import (
@@ -351,8 +351,25 @@ def test_a_quick_run_trains_and_watches_the_validation_elbo(tmp_path):
     run = runner.train(recipe, 0, tmp_path / "run", device="cpu", progress="none")
     assert run.record["status"] == "done"
     assert {"val_count_accuracy", "val_three_digit_count_accuracy", SELECTED_BY} <= set(run.record["metrics"])
-    _, model, _ = runner.load_run(tmp_path / "run")
+    _, model, payload = runner.load_run(tmp_path / "run")
     assert isinstance(model, DAIR)
+    # What it started from is recorded when it starts: the shipped AIR and D-VAE-ST, as the manifest lists them.
+    shipped = read_manifest()["checkpoints"]
+    names = ("air_multi_mnist_difference.pt", "dvae_st_fullmnist.pt")
+    assert run.record["started_from"] == {n: {"seed": shipped[n].get("seed"), "sha256": shipped[n]["sha256"]}
+                                          for n in names}
+    assert payload["provenance"]["started_from"] == run.record["started_from"]
+
+
+def test_a_resumed_run_keeps_what_its_first_leg_started_from(tmp_path, monkeypatch):
+    recipe = DAIRRecipe().at_scale("quick")
+    first = runner.train(recipe, 0, tmp_path / "run", device="cpu", progress="none").record["started_from"]
+    monkeypatch.setattr(DAIRRecipe, "started_from", lambda self: {"air_multi_mnist_difference.pt": {"sha256": "new"}})
+    again = runner.train(recipe, 0, tmp_path / "run", device="cpu", progress="none")
+    assert again.record["started_from"] == first
+    monkeypatch.undo()
+    assert "started_from" not in runner.train(DAIRRecipe(init="scratch").at_scale("quick"), 0,
+                                              device="cpu", progress="none").record
 
 
 def test_a_run_from_scratch_starts_its_prototypes_at_training_digits():

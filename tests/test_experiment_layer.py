@@ -113,6 +113,17 @@ def test_ship_names_the_file_from_the_runs_own_recipe(tiny_run, tmp_path):
     assert entry["recipe"] == "vae" and entry["seed"] == 0 and entry["settings"]["latent_dim"] == 2
 
 
+def test_a_shipped_entry_is_annotated_without_touching_its_file(tiny_run, tmp_path):
+    entry = records.ship(tiny_run, checkpoints=tmp_path, note="the only seed")
+    before = (tmp_path / "vae_mnist_z2.pt").read_bytes()
+    again = records.annotate_shipped("vae_mnist_z2.pt", tmp_path, note="the best of three seeds")
+    assert again == {**entry, "note": "the best of three seeds"}
+    assert read_manifest(tmp_path)["checkpoints"]["vae_mnist_z2.pt"] == again
+    assert (tmp_path / "vae_mnist_z2.pt").read_bytes() == before and sha256_of(tmp_path / "vae_mnist_z2.pt") == entry["sha256"]
+    with pytest.raises(CheckpointError, match="air.pt is not listed in .*ship it first"):
+        records.annotate_shipped("air.pt", tmp_path, note="x")
+
+
 def test_ship_refuses_a_run_of_another_model_and_touches_nothing(tiny_run, tmp_path):
     (tmp_path / "manifest.json").write_text('{"checkpoints": {}}')
     with pytest.raises(CheckpointError, match="holds a run of the 'vae' recipe, not 'air'"):

@@ -433,9 +433,9 @@ if ablations is not None:
 # ### What training costs
 #
 # The largest shortfall of this page is one of budget. The paper's 98.7 % is the
-# result of 300,000 steps of 128 images; how far the recorded run has come, and what
+# result of 300,000 steps of 128 images; how far the recorded runs have come, and what
 # the rest of the schedule would cost on this book's CPU, the training section says.
-# The tables compare the run with the paper as it stands, not as it would end. A
+# The tables compare the runs with the paper as it stands, not as it would end. A
 # GPU runs the same code unchanged (the set-up cell picks one when there is one) and
 # is the way to finish the schedule.
 #
@@ -470,7 +470,7 @@ display(chapter.how_measured(results, ["settings_per_hour"]))
 #   votes and a dummy. The objects see the parts through a stop-gradient.
 # - Sparsity (few objects per image, every object used by some images) makes the
 #   object presences a short code, and k-means on it finds the digit classes
-#   without labels; the tables above say how far the recorded run has come towards
+#   without labels; the tables above say how far the recorded runs have come towards
 #   the paper's 98.7 %, and the curves how fast.
 #
 # ## Exercises

@@ -118,6 +118,12 @@ class Recipe:
     def initialize(self, model: nn.Module, data: Dataset, seed: int) -> None:
         """Data-dependent initialisation before the first step (default: none)."""
 
+    def started_from(self) -> dict:
+        """The shipped checkpoints that :meth:`initialize` copies, by file name: ``{"seed": ..., "sha256":
+        ...}`` each (default: none). The runner records them with the run when it starts; they travel into
+        the checkpoint's provenance and the manifest entry of what it ships."""
+        return {}
+
     def step(self, model: nn.Module, batch: tuple) -> dict[str, torch.Tensor]:
         """One training step's terms; ``"loss"`` is minimised."""
         raise NotImplementedError

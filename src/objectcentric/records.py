@@ -168,6 +168,26 @@ def ship_payload(directory: str | Path | None, name: str, payload: dict, info: d
     return _write_shipped(directory, name, payload, read_manifest(directory), info, metrics)
 
 
+def annotate_shipped(name: str, directory: str | Path | None = None, **fields) -> dict:
+    """Set ``fields`` (e.g. ``note``) of the manifest entry of the shipped ``name``, the file untouched (its
+    sha256 still holds); returns the entry. For a choice revisited without retraining, e.g. more seeds to
+    choose from."""
+    directory = Path(directory or checkpoint_dir())
+    manifest = read_manifest(directory)
+    if name not in manifest.get("checkpoints", {}):
+        raise CheckpointError(f"{name} is not listed in {directory / 'manifest.json'}: ship it first")
+    entry = {**manifest["checkpoints"][name], **fields}
+    manifest["checkpoints"][name] = entry
+    staged = directory / ".manifest.json.staged"
+    staged.write_text(_manifest_text(manifest))
+    os.replace(staged, directory / "manifest.json")
+    return entry
+
+
+def _manifest_text(manifest: dict) -> str:
+    return json.dumps(_finite(manifest), indent=2, sort_keys=True) + "\n"
+
+
 def _write_shipped(directory: Path, name: str, payload: dict, manifest: dict, info: dict, metrics: dict) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     destination = directory / name
@@ -176,7 +196,7 @@ def _write_shipped(directory: Path, name: str, payload: dict, manifest: dict, in
              "metrics": metrics}
     manifest = {**manifest, "checkpoints": {**manifest.get("checkpoints", {}), name: entry}}
     manifest_tmp = directory / ".manifest.json.staged"
-    manifest_tmp.write_text(json.dumps(_finite(manifest), indent=2, sort_keys=True) + "\n")
+    manifest_tmp.write_text(_manifest_text(manifest))
     backup = None
     if destination.exists():
         backup = directory / f".{name}.previous"

@@ -78,6 +78,11 @@ def train(recipe: Recipe, seed: int = 0, run_dir: str | Path | None = None, *, d
     recipe.initialize(model, data, seed)
     run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint = run_dir / RUN_FILE if run_dir is not None else None
+    started_from = recipe.started_from()
+    if started_from:
+        if checkpoint is not None and checkpoint.exists():  # resumed: what the first leg started from
+            started_from = (read_checkpoint(checkpoint).get("provenance") or {}).get("started_from", started_from)
+        started_by["started_from"] = started_from
     result = fit(model, data, recipe, seed=seed, checkpoint=checkpoint, device=device, progress=progress,
                  stop=stop, provenance=started_by)
     done = len(result.history) >= recipe.epochs and not result.interrupted and not result.stopped

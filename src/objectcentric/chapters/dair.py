@@ -1010,12 +1010,9 @@ def training_words(history: list[dict]) -> str:
 STARTED_FROM_NAMES = {"air_multi_mnist_difference.pt": "AIR (Chapter 6)", "dvae_st_fullmnist.pt": "D-VAE-ST (Chapter 5)"}
 
 
-def _started_from(entry: dict) -> dict:
+def _started_from(entry: dict, shipped: dict) -> dict:
     """What the shipped DAIR started from (its manifest entry's ``started_from``), and whether each of those
-    checkpoints is still the one shipped."""
-    from ..checkpoints import read_manifest
-
-    shipped = read_manifest()["checkpoints"]
+    checkpoints is still the one shipped (``shipped``: the manifest's checkpoints)."""
     out = {}
     for name, start in (entry.get("started_from") or {}).items():
         words = f"{name}, seed {start.get('seed')} (sha256 {start['sha256'][:12]}…)"
@@ -1037,7 +1034,8 @@ def training_provenance(run, results: dict):
         return HTML("<p><small>The model above was trained on this page"
                     + (" for a few steps only; its numbers are not results." if not run.record.get("loaded")
                        else ".") + "</small></p>")
-    entry = read_manifest()["checkpoints"].get(run.record["file"], {})
+    shipped = read_manifest()["checkpoints"]
+    entry = shipped.get(run.record["file"], {})
     details = {}
     if entry:
         minutes = f"{entry['wall_time_s'] / 60:.1f} min" if entry.get("wall_time_s") else "a time not recorded"
@@ -1045,7 +1043,7 @@ def training_provenance(run, results: dict):
                                         f"epochs in {minutes} on {entry.get('device') or 'a machine not recorded'}")
         if entry.get("note"):
             details["why this seed"] = entry["note"]
-        details.update(_started_from(entry))
+        details.update(_started_from(entry, shipped))
     for r in sorted(results["runs"].values(), key=lambda r: r["seed"]):
         seconds = r["training_wall_time_s"]
         took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -180,6 +180,14 @@ class DAIRRecipe(Recipe):
         picks = kmeans_plus_plus(pool, self.num_classes, torch.Generator().manual_seed(10_007 * seed + 1))
         model.init_prototypes(pool[picks].view(self.num_classes, 1, 28, 28))
 
+    def started_from(self) -> dict:
+        """``pretrained``: the shipped AIR and D-VAE-ST copied, their seeds and sha256 from the manifest."""
+        if self.init != "pretrained":
+            return {}
+        entries = read_manifest()["checkpoints"]
+        return {name: {"seed": entries[name].get("seed"), "sha256": entries[name]["sha256"]}
+                for name in (AIRRecipe().shipped_name(), DVAERecipe().shipped_name())}
+
     def step(self, model: DAIR, batch: tuple) -> dict[str, torch.Tensor]:
         """DAIR's loss (:meth:`~objectcentric.models.dair.DAIR.loss`), with the batch's count accuracy."""
         images, counts = batch

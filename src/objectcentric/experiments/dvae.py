@@ -556,6 +556,12 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
         device=pick_device(device), scale=out.scale))
 
 
+def _elbo_and_accuracy(report: dict) -> dict:
+    """A run report's train and test accuracy and -ELBO, rounded: ``{"train_accuracy": ..., ...}``."""
+    return {f"{split}_{name}": round(report[split][name][0], 5)
+            for split in ("train", "test") for name in ("accuracy", "neg_elbo")}
+
+
 def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> dict | None:
     """Ship the finished run of the main configuration with the lowest training -ELBO; its manifest entry."""
     from .. import records as rec
@@ -567,8 +573,7 @@ def _ship_by_elbo(reports: list[dict], run_dirs: list[Path], out: Outputs) -> di
     chosen_report, chosen_dir = main[pick_by_elbo([r for r, _ in main])]
     seed = chosen_report["seeds"][0]
     how = f"seed {seed} of {len(main)} ({', '.join(str(r['seeds'][0]) for r, _ in main)}), chosen by {SELECTED_BY}"
-    metrics = {f"{split}_{name}": round(chosen_report[split][field][0], 5)
-               for split in ("train", "test") for name, field in (("accuracy", "accuracy"), ("neg_elbo", "neg_elbo"))}
+    metrics = _elbo_and_accuracy(chosen_report)
     return rec.ship(chosen_dir, expect=DVAERecipe.name, checkpoints=out.checkpoints, note=how, metrics=metrics,
                     extra={"selected_by": "train_neg_elbo", "run": chosen_dir.name})
 
@@ -604,8 +609,8 @@ def ship_lowest_elbo(run_dirs: list, results: str | Path | None = None, checkpoi
     summary = {"seeds": seeds, "chosen_seed": seeds[index], "selected_by": "train_neg_elbo",
                "devices": sorted({record.get("device") for _, record, _ in runs}),
                "commands": [record.get("command") for _, record, _ in runs],
-               **{f"{split}_{name}": [round(report[split][field][0], 5) for _, _, report in runs]
-                  for split in ("train", "test") for name, field in (("neg_elbo", "neg_elbo"), ("accuracy", "accuracy"))}}
+               **{key: [_elbo_and_accuracy(report)[key] for _, _, report in runs]
+                  for key in _elbo_and_accuracy(runs[index][2])}}
     rec.write_results(RESULTS_NAME, {"shipped_main": summary}, directory=results, provenance=rec.provenance(
         seed=seeds[index], wall_time_s=time.perf_counter() - started, device=pick_device()))
     metrics = {f"{split}_{name}": summary[f"{split}_{name}"][index]

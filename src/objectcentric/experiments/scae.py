@@ -481,6 +481,8 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         body["selected_by"] = SELECTED_BY
         if not quick and "scored_at" in scored[chosen]:  # shipped by the collect that scored it
             body["shipped_checkpoint"] = earlier.get("shipped_checkpoint")
+            if body["shipped_checkpoint"]:
+                _renote(out, scored, chosen)
         elif not quick:
             body["shipped_checkpoint"] = _ship(out, chosen, len(scored))
     rec.write_results("scae", body, directory=out.results, provenance=rec.provenance(
@@ -522,12 +524,27 @@ def _ship(out: Outputs, chosen: str, n_done: int) -> str | None:
         print(f"{chosen}: weights of {size / 1e6:.1f} MB, over the {MAX_SHIPPED_BYTES / 1e6:.0f} MB limit: "
               "not shipped")
         return None
-    how = (f"the lowest validation loss of {n_done} seed(s) after its last epoch (MNIST's last {VAL_SIZE:,} "
-           "training digits; no labels are used to choose)")
-    if payload.get("epoch", 0) < recipe.epochs:
-        how += f"; a snapshot of a run still training, after {payload.get('epoch')} of its {recipe.epochs} epochs"
+    how = _how_chosen(n_done, payload.get("epoch", 0), recipe.epochs)
     entry = rec.ship(out.runs / chosen, expect=SCAERecipe.name, checkpoints=out.checkpoints, note=how, half=True)
     return f"checkpoints/{entry['file']}"
+
+
+def _how_chosen(n_done: int, epoch: int, epochs: int) -> str:
+    how = (f"the lowest validation loss of {n_done} seed(s) after its last epoch (MNIST's last {VAL_SIZE:,} "
+           "training digits; no labels are used to choose)")
+    if epoch < epochs:
+        how += f"; a snapshot of a run still training, after {epoch} of its {epochs} epochs"
+    return how
+
+
+def _renote(out: Outputs, scored: dict, chosen: str) -> None:
+    """The shipped checkpoint stays (its run folder is not here), chosen again among more seeds: its manifest
+    note says among how many."""
+    from .. import records as rec
+
+    row = scored[chosen]
+    rec.annotate_shipped(SHIPPED, out.checkpoints,
+                         note=_how_chosen(len(scored), row["epochs"], row["epochs_planned"]))
 
 
 EXPERIMENT = register_experiment(Experiment(chapter="scae", title="Chapter 8: stacked capsule autoencoders",

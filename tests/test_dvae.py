@@ -417,6 +417,33 @@ def test_of_retrained_runs_the_lowest_training_neg_elbo_ships_and_every_candidat
     with pytest.raises(RecipeError, match="has not finished"):
         recipe.ship_lowest_elbo([unfinished], results=tmp_path, checkpoints=tmp_path / "checkpoints")
 
+def test_a_collect_keeps_configurations_an_earlier_collect_scored_whose_runs_are_not_here(quick_experiment,
+                                                                                          tmp_path):
+    outputs, jobs, records, earlier = quick_experiment
+    here = Outputs(runs=outputs.runs, results=tmp_path / "results", checkpoints=tmp_path / "checkpoints",
+                   scale="quick")
+    shutil.copytree(outputs.results, here.results)
+    main_name = recipe.run_name(*recipe.MAIN)
+    absent = [job.key for job in jobs if job.recipe.configuration() != recipe.MAIN]
+    assert absent, "the quick subset has a configuration besides the main one"
+    gone = recipe.run_name(*next(j.recipe.configuration() for j in jobs if j.key == absent[0]))
+    # This machine has only the main configuration's runs: the other one's records are missing.
+    results = recipe.collect({k: (None if k in absent else r) for k, r in records.items()}, here, device="cpu")
+    assert results["details"][gone] == {**earlier["details"][gone], "scored_at": results["details"][gone]["scored_at"]}
+    assert results["details"][gone]["scored_at"]["commit"] == earlier["commit"]
+    kept = [r for r in results["runs"] if recipe.run_name(r["model"], r["dataset"], r["estimator"], r["k"],
+                                                          r["variant"]) == gone]
+    assert [r["split"] for r in kept] == ["train", "test"] and all("scored_at" in r for r in kept)
+    assert "scored_at" not in results["details"][main_name]  # scored afresh from its folders here
+    assert [j["status"] for j in results["jobs"] if j["run"] in absent] == ["done"] * len(absent)
+    assert results["skipped"] and results["skipped"][0]["dataset"] == "Letters"
+    with np.load(outputs.results / recipe.PROTOTYPES_FILE) as before, \
+            np.load(here.results / recipe.PROTOTYPES_FILE) as after:
+        assert set(after) == set(before) and np.array_equal(after[gone], before[gone])
+    # A file written at another scale is not kept from.
+    assert recipe._keep_earlier(dataclasses.replace(here, scale="full"), {main_name}, set()) == {}
+
+
 def test_the_benchmark_selects_jobs_and_writes_only_through_records():
     import importlib.util
 

@@ -46,6 +46,7 @@ labels score the clustering there and never reach the loss.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -546,14 +547,66 @@ def collect(records: dict[str, dict], out: Outputs, device=None) -> dict:
     for report, picture in sorted(zip(reports, pictures), key=lambda pair: pair[0]["seeds"][0]):
         name = run_name(*(report[key] for key in ("model", "dataset", "estimator", "k", "variant")))
         prototypes.setdefault(name, []).append(picture)
-    write_npz_atomic(Path(out.results) / PROTOTYPES_FILE, {n: np.stack(p) for n, p in prototypes.items()})
+    prototypes = {n: np.stack(p) for n, p in prototypes.items()}
+    jobs = [_job_entry(key, record) for key, record in records.items()]
+    kept = _keep_earlier(out, set(merged["details"]), {s["dataset"] for s in skipped})
+    if kept:  # configurations scored by an earlier collect whose run folders are not on this machine
+        planned = {job.key: run_name(*job.recipe.configuration()) for job in experiment_jobs(out.scale)}
+        jobs = [j for j in jobs if not (j["status"] == "missing" and planned.get(j["run"]) in kept["names"])]
+        jobs += kept["jobs"]
+        merged["runs"] = sorted(merged["runs"] + kept["runs"], key=_row_order)
+        merged["details"] = dict(sorted({**merged["details"], **kept["details"]}.items()))
+        prototypes = dict(sorted({**prototypes, **kept["prototypes"]}.items()))
+        skipped += kept["skipped"]
+    write_npz_atomic(Path(out.results) / PROTOTYPES_FILE, prototypes)
     _ship_by_elbo(reports, run_dirs, out)  # what was shipped, and why, is in the manifest
     body = {"description": DESCRIPTION, "quick": out.scale == "quick", "anchor": ANCHOR, **merged, "skipped": skipped,
-            "jobs": [_job_entry(key, record) for key, record in records.items()],
-            "job_wall_time_s_total": round(sum(r["wall_time_s"] or 0 for r in reports), 1)}
+            "jobs": jobs, "job_wall_time_s_total": round(sum(r["wall_time_s"] or 0 for r in reports), 1)}
     return rec.write_results(RESULTS_NAME, body, directory=out.results, provenance=rec.provenance(
         seed=min(r["seeds"][0] for r in reports), wall_time_s=time.perf_counter() - started,
         device=pick_device(device), scale=out.scale))
+
+
+def _row_order(row: dict) -> tuple:
+    return row["model"], row["dataset"], row["estimator"], row["k"], row["variant"], row["split"] != "train"
+
+
+def _keep_earlier(out: Outputs, scored: set[str], skipped_now: set[str]) -> dict:
+    """What the existing ``results/dvae.json`` holds for configurations this collect did not score.
+
+    A configuration trained on another machine (its run folders are not here)
+    keeps its rows, details, prototypes, jobs and skip note, each row and
+    detail marked ``scored_at`` (the commit and date of the collect that scored
+    it), instead of vanishing from the results. Only a file written at the
+    same scale is kept from. Returns ``{}`` when nothing is kept.
+    """
+    from .. import records as rec
+
+    earlier = rec.read_results(RESULTS_NAME, out.results)
+    writer = next((w for w in earlier.get("writers", []) if "runs" in w["keys"]), {})
+    scale = writer.get("scale") or ("quick" if earlier.get("quick") else "full")
+    if not earlier.get("runs") or scale != out.scale:
+        return {}
+    stamp = {k: writer.get(k) for k in ("commit", "date")}
+
+    def name(row):
+        return run_name(*(row[k] for k in ("model", "dataset", "estimator", "k", "variant")))
+
+    names = {name(row) for row in earlier["runs"]} - scored
+    if not names:
+        return {}
+    pictures = Path(out.results) / PROTOTYPES_FILE
+    with (np.load(pictures) if pictures.exists() else contextlib.nullcontext({})) as stored:
+        prototypes = {n: stored[n] for n in names if n in stored}
+    return {
+        "names": names,
+        "runs": [{**row, "scored_at": row.get("scored_at", stamp)} for row in earlier["runs"] if name(row) in names],
+        "details": {n: {**earlier["details"][n], "scored_at": earlier["details"][n].get("scored_at", stamp)}
+                    for n in names if n in earlier.get("details", {})},
+        "prototypes": prototypes,
+        "jobs": [j for j in earlier.get("jobs", []) if run_name(*j["job"][:5]) in names],
+        "skipped": [s for s in earlier.get("skipped", []) if s["dataset"] not in skipped_now],
+    }
 
 
 def _elbo_and_accuracy(report: dict) -> dict:

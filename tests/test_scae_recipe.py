@@ -313,3 +313,47 @@ def test_a_run_scored_earlier_whose_folder_is_gone_keeps_its_recorded_row(quick_
                  Outputs(runs=runs, results=other, checkpoints=tmp_path / "ck2", scale="full"))
     assert json.loads((other / "scae.json").read_text())["runs"][ablation] == {"seed": None, "status": "not started",
                                                                               "settings": {}}
+
+
+def test_the_ablation_words_place_each_ablation_against_the_final_seeds_at_the_same_steps():
+    from objectcentric.chapters import scae as chapter
+
+    def curve(mass, rec_ll=-1485.0):
+        return {"steps": [430, 860], "val_rec_ll": [-1500.0, rec_ll], "val_prior_accuracy": [0.1, 0.12],
+                "val_posterior_accuracy": [0.2, mass]}
+
+    longer = {"steps": [430, 860, 1290], "val_rec_ll": [-1500.0, -1484.0, -1480.0],
+              "val_prior_accuracy": [0.1, 0.15, 0.2], "val_posterior_accuracy": [0.2, 0.40, 0.5]}
+    results = {"seeds": [0, 1], "accuracy_vs_compute": {"0": longer, "1": curve(0.30, -1486.0)},
+               "ablations": {"uninverted_pose": {"steps": 860, "status": "stopped", "curve": curve(0.25),
+                                                 "posterior_test_refit": 0.2},
+                             "no_alpha_channel": {"steps": 860, "status": "stopped", "curve": curve(0.35),
+                                                  "posterior_test_refit": 0.3}}}
+    words = chapter.ablation_words(results).replace("\u00a0", " ")
+    uninverted, alpha = words.split("Trained ")[1:3]
+    assert "30.0 % to 40.0 %, 5 points below all of them" in uninverted  # the seeds at 860 steps, not 1,290
+    assert "-1,486 to -1,484" in uninverted and "within their range" in uninverted
+    assert "30.0 % to 40.0 %, within their range" in alpha and "without a NaN" in alpha
+    assert "lie 10 points apart" in words
+    table = chapter.ablation_table(results).data
+    assert table.count("final setting, seeds 0, 1, after 860 steps") == 1 and "30.0\u00a0% to 40.0\u00a0%" in table
+    one_seed = chapter.ablation_words({**results, "seeds": [1]}).replace("\u00a0", " ")
+    assert "(the final setting: 30.0 %)" in one_seed and "apart" not in one_seed
+    assert "has not been run" in chapter.ablation_words({"seeds": [], "ablations": {}})
+
+
+def test_the_page_model_words_name_the_shipped_seed_and_compare_at_its_step_count():
+    from objectcentric.chapters import scae as chapter
+
+    results = {"recorded": True, "selected_seed": 1, "seeds": [0, 1], "steps_by_seed": [800, 400],
+               "runs": {"a": {"seed": 0, "val_loss": 1219.0, "settings": {"lr": 3e-4}},
+                        "b": {"seed": 1, "val_loss": 1201.0, "settings": {"lr": 3e-4}},
+                        "ablation": {"seed": 0, "val_loss": 900.0, "settings": {"alpha_channel": False}}},
+               "accuracy_vs_compute": {"0": {"steps": [400, 800], "val_loss": [1230.0, 1219.0]}}}
+    words = chapter.page_model_words(results)
+    assert words.startswith("The model in the figures and explorers below is seed 1 after 400 steps")
+    assert "(1,201, against 1,219 for seed 0)" in words and "900" not in words  # ablations are not candidates
+    assert "after 400 steps its loss was 1,230, higher as well" in words
+    results["accuracy_vs_compute"]["0"]["val_loss"][0] = 1190.0
+    assert "lower: the validation loss is not monotone" in chapter.page_model_words(results)
+    assert chapter.page_model_words({**results, "recorded": False}) == ""

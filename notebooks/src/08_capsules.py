@@ -297,7 +297,8 @@ replay_history(run.history, keys=["loss", "rec_ll", "caps_ll", "prior_accuracy"]
 results = chapter.evaluation(MODE, run, model)
 display(Markdown(chapter.training_words(run.history)))
 display(Markdown(chapter.schedule_words(results, MODE)))
-keys = ["seconds_per_step", "training_seconds_per_step", "steps_by_seed"]
+display(Markdown(chapter.page_model_words(results)))
+keys = ["seconds_per_step", "training_seconds_per_step", "steps_by_seed", "selected_seed", "selected_by"]
 display(chapter.how_measured(results, keys))
 
 # %% [markdown]

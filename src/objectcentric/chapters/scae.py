@@ -273,6 +273,36 @@ def schedule_words(results: dict, mode: str) -> str:
     return text
 
 
+def page_model_words(results: dict) -> str:
+    """Which recorded seed the page's figures and explorers show, and how it was picked ("" when the numbers
+    were measured on the page)."""
+    seed = results.get("selected_seed")
+    if not results.get("recorded") or seed not in (results.get("seeds") or []):
+        return ""
+    steps = dict(zip(results["seeds"], results["steps_by_seed"]))
+    losses = {run["seed"]: run["val_loss"] for run in (results.get("runs") or {}).values()
+              if run.get("seed") in steps and run.get("val_loss") is not None
+              and run.get("settings", {}).get("invert_pose", True) and run.get("settings", {}).get("alpha_channel", True)}
+    text = (f"The model in the figures and explorers below is seed {seed} after {steps[seed]:,} steps: of the "
+            f"{len(steps)} recorded runs it has the lowest loss on the validation canvases after its last pass")
+    others = [f"{fmt(losses[s])} for seed {s}" for s in sorted(losses) if s != seed]
+    if seed in losses and others:
+        text += f" ({fmt(losses[seed])}, against {', '.join(others)})"
+    text += "; no labels are used to choose."
+    longest = max(steps, key=steps.get)
+    if steps[longest] > steps[seed]:
+        text += f" Seed {longest} has trained longer ({steps[longest]:,} steps)"
+        then = _curve_at((results.get("accuracy_vs_compute") or {}).get(str(longest)) or {}, "val_loss", steps[seed])
+        if then is not None and seed in losses:
+            text += (f"; after {steps[seed]:,} steps its loss was {fmt(then)}, "
+                     + ("higher as well, so the choice is not a matter of training length." if then > losses[seed]
+                        else "lower: the validation loss is not monotone in training, so compare the accuracy "
+                             "table too."))
+        else:
+            text += "."
+    return text
+
+
 def training_words(history: list[dict]) -> str:
     """One line on the last recorded pass of a training history: its held-out losses and accuracies."""
     if not history:
@@ -430,40 +460,74 @@ ABLATION_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_a
                     ("val_posterior_accuracy", "parts' mass")]
 
 
-def _ablation_cell(points: dict, key: str, steps: int) -> str:
-    """A curve's value after ``steps`` steps: a log-likelihood in nats, an accuracy as a percentage."""
-    value = _curve_at(points, key, steps)
+def _final_at(results: dict, key: str, steps: int) -> list:
+    """``key`` of every final-setting seed whose curve reaches ``steps`` steps, at that step count."""
+    curves = [(results.get("accuracy_vs_compute") or {}).get(str(seed)) or {} for seed in results.get("seeds") or []]
+    return [_curve_at(c, key, steps) for c in curves if c.get("steps") and c["steps"][-1] >= steps]
+
+
+def _value(key: str, value) -> str:
+    """A log-likelihood in nats, an accuracy as a percentage."""
     return fmt(value) if "rec_ll" in key else _p(value)
 
 
+def _span(key: str, values: list) -> str:
+    """One value, or the lowest to the highest of several."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return "–"
+    if len(values) == 1 or values[0] == values[-1]:
+        return _value(key, values[0])
+    return f"{_value(key, values[0])} to {_value(key, values[-1])}"
+
+
+def _seed_names(results: dict, steps: int) -> list[str]:
+    curves = [(seed, (results.get("accuracy_vs_compute") or {}).get(str(seed)) or {}) for seed in results["seeds"]]
+    return [str(seed) for seed, c in curves if c.get("steps") and c["steps"][-1] >= steps]
+
+
 def ablation_table(results: dict):
-    """The ablations next to the final setting at the same number of steps, on the validation canvases;
-    None while no ablation has numbers."""
+    """The ablations next to the final setting's seeds at the same number of steps (lowest to highest), on
+    the validation canvases; None while no ablation or no final seed has numbers."""
     ablations = _scored_ablations(results)
-    seeds = results.get("seeds") or []
-    final = (results.get("accuracy_vs_compute") or {}).get(str(seeds[0])) if seeds else None
-    if not ablations or not final:
+    if not ablations or not results.get("seeds"):
         return None
     rows = {}
     for name, row in ablations.items():
         points = row["curve"]
         steps = points["steps"][-1]
-        rows[f"final setting, seed {seeds[0]}, after {steps:,} steps"] = [
-            *(_ablation_cell(final, key, steps) for key, _ in ABLATION_COLUMNS), "no"]
+        seeds = _seed_names(results, steps)
+        if seeds:
+            label = f"final setting, seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}, after {steps:,} steps"
+            rows[label] = [*(_span(key, _final_at(results, key, steps)) for key, _ in ABLATION_COLUMNS), "no"]
         rows[f"{ABLATION_NAMES.get(name, name)}, after {steps:,} steps"] = [
-            *(_ablation_cell(points, key, steps) for key, _ in ABLATION_COLUMNS), "yes" if row.get("nan") else "no"]
+            *(_value(key, _curve_at(points, key, steps)) for key, _ in ABLATION_COLUMNS),
+            "yes" if row.get("nan") else "no"]
     return book.table(rows, [words for _, words in ABLATION_COLUMNS] + ["stopped on a NaN"], index_name="",
                       caption="The ports' mistakes, trained here, next to the final setting after as many steps",
                       notes="On the validation canvases after the last pass each ablation finished: the image "
                             "log-likelihood and the accuracy of k-means (fitted on half of the canvases, scored "
-                            "on the other half) on the object presences and on the parts' mass.")
+                            "on the other half) on the object presences and on the parts' mass; for the final "
+                            "setting, the lowest to the highest of its seeds. Each ablation is one seed.")
+
+
+def _against(value: float, others: list, unit: str) -> str:
+    """Where ``value`` lies against the final setting's seeds, in words."""
+    others = [v for v in others if v is not None]
+    if len(others) < 2:
+        return ""
+    low, high = min(others), max(others)
+    if value < low:
+        return f", {fmt(100 * (low - value) if unit == '%' else low - value, 1)}{' points' if unit == '%' else ' nats'} below all of them"
+    if value > high:
+        return f", {fmt(100 * (value - high) if unit == '%' else value - high, 1)}{' points' if unit == '%' else ' nats'} above all of them"
+    return ", within their range"
 
 
 def ablation_words(results: dict) -> str:
-    """What the ablation runs say, or plainly that they have not been run."""
+    """What the ablation runs say against the final setting's seeds at the same step count, or plainly that
+    they have not been run."""
     out = []
-    seeds = results.get("seeds") or []
-    final = (results.get("accuracy_vs_compute") or {}).get(str(seeds[0])) if seeds else None
     scored = _scored_ablations(results)
     for name, phrase in ABLATION_PHRASES.items():
         row = (results.get("ablations") or {}).get(name) or {}
@@ -476,23 +540,33 @@ def ablation_words(results: dict) -> str:
         elif name in scored:
             points = row["curve"]
             steps = points["steps"][-1]
+            seeds = _seed_names(results, steps)
+            who = (f"the final setting's {len(seeds)} seeds" if len(seeds) > 1 else "the final setting")
             text = f"Trained {phrase} for {steps:,} steps"
             if status != "done":
                 text += " (stopped there by this page's budget, long before the end of its schedule)"
-            text += (f", the model reaches an image log-likelihood of {fmt(points['val_rec_ll'][-1])} nats on the "
-                     f"validation canvases")
-            ours = _curve_at(final or {}, "val_rec_ll", steps)
-            if ours is not None:
-                text += f", where the final setting had {fmt(ours)} after as many steps"
-            mass, ours_mass = points["val_posterior_accuracy"][-1], _curve_at(final or {}, "val_posterior_accuracy", steps)
+            text += (f" without a NaN, the model reaches an image log-likelihood of {fmt(points['val_rec_ll'][-1])} "
+                     "nats on the validation canvases")
+            ours = _final_at(results, "val_rec_ll", steps)
+            if seeds:
+                text += (f", where {who} had {_span('val_rec_ll', ours)} after as many steps"
+                         + _against(points["val_rec_ll"][-1], ours, "nats"))
+            mass = points["val_posterior_accuracy"][-1]
+            ours_mass = _final_at(results, "val_posterior_accuracy", steps)
             text += f"; k-means on its parts' mass names {pct(mass)} of them right"
-            if ours_mass is not None:
-                text += f" (the final setting: {pct(ours_mass)})"
+            if seeds:
+                text += f" ({who}: {_span('val_posterior_accuracy', ours_mass)}{_against(mass, ours_mass, '%')})"
             text += (f", and on the test digits {pct(row.get('posterior_test_refit'))} (refit protocol; the final "
                      "setting's, after all its steps, are in the accuracy table above)")
             out.append(text + ".")
         else:
             out.append(f"The training {phrase} has not been run for this page yet.")
+    steps = min((row["curve"]["steps"][-1] for row in scored.values()), default=0)
+    mass = [v for v in _final_at(results, "val_posterior_accuracy", steps) if v is not None] if steps else []
+    if len(mass) > 1:
+        out.append(f"Each ablation is a single seed, while the final setting's seeds alone lie "
+                   f"{fmt(100 * (max(mass) - min(mass)), 1)} points apart on the parts' mass after {steps:,} steps: "
+                   "a difference smaller than that says little about the setting.")
     return " ".join(out)
 
 

@@ -298,7 +298,13 @@ results = chapter.evaluation(MODE, run, model)
 display(Markdown(chapter.training_words(run.history)))
 display(Markdown(chapter.schedule_words(results, MODE)))
 display(Markdown(chapter.page_model_words(results)))
-keys = ["seconds_per_step", "training_seconds_per_step", "steps_by_seed", "selected_seed", "selected_by"]
+keys = [
+    "seconds_per_step",
+    "training_seconds_per_step",
+    "steps_by_seed",
+    "selected_seed",
+    "selected_by",
+]
 display(chapter.how_measured(results, keys))
 
 # %% [markdown]

@@ -40,6 +40,7 @@ from ..experiments.scae import (
     OFFICIAL_STEPS,
     PAPER,
     SCAERecipe,
+    _kind,
     curve,
     features_of,
     final_recipe,
@@ -282,7 +283,7 @@ def page_model_words(results: dict) -> str:
     steps = dict(zip(results["seeds"], results["steps_by_seed"]))
     losses = {run["seed"]: run["val_loss"] for run in (results.get("runs") or {}).values()
               if run.get("seed") in steps and run.get("val_loss") is not None
-              and run.get("settings", {}).get("invert_pose", True) and run.get("settings", {}).get("alpha_channel", True)}
+              and _kind(run.get("settings") or {}) == "final"}
     text = (f"The model in the figures and explorers below is seed {seed} after {steps[seed]:,} steps: of the "
             f"{len(steps)} recorded runs it has the lowest loss on the validation canvases after its last pass")
     others = [f"{fmt(losses[s])} for seed {s}" for s in sorted(losses) if s != seed]
@@ -460,10 +461,16 @@ ABLATION_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_a
                     ("val_posterior_accuracy", "parts' mass")]
 
 
+def _final_curves(results: dict, steps: int) -> list[tuple[int, dict]]:
+    """``(seed, curve)`` of every final-setting seed whose curve reaches ``steps`` steps."""
+    curves = [(seed, (results.get("accuracy_vs_compute") or {}).get(str(seed)) or {})
+              for seed in results.get("seeds") or []]
+    return [(seed, c) for seed, c in curves if c.get("steps") and c["steps"][-1] >= steps]
+
+
 def _final_at(results: dict, key: str, steps: int) -> list:
     """``key`` of every final-setting seed whose curve reaches ``steps`` steps, at that step count."""
-    curves = [(results.get("accuracy_vs_compute") or {}).get(str(seed)) or {} for seed in results.get("seeds") or []]
-    return [_curve_at(c, key, steps) for c in curves if c.get("steps") and c["steps"][-1] >= steps]
+    return [_curve_at(c, key, steps) for _, c in _final_curves(results, steps)]
 
 
 def _value(key: str, value) -> str:
@@ -482,8 +489,7 @@ def _span(key: str, values: list) -> str:
 
 
 def _seed_names(results: dict, steps: int) -> list[str]:
-    curves = [(seed, (results.get("accuracy_vs_compute") or {}).get(str(seed)) or {}) for seed in results["seeds"]]
-    return [str(seed) for seed, c in curves if c.get("steps") and c["steps"][-1] >= steps]
+    return [str(seed) for seed, _ in _final_curves(results, steps)]
 
 
 def ablation_table(results: dict):
@@ -517,11 +523,11 @@ def _against(value: float, others: list, unit: str) -> str:
     if len(others) < 2:
         return ""
     low, high = min(others), max(others)
-    if value < low:
-        return f", {fmt(100 * (low - value) if unit == '%' else low - value, 1)}{' points' if unit == '%' else ' nats'} below all of them"
-    if value > high:
-        return f", {fmt(100 * (value - high) if unit == '%' else value - high, 1)}{' points' if unit == '%' else ' nats'} above all of them"
-    return ", within their range"
+    if low <= value <= high:
+        return ", within their range"
+    scale, name = (100, "points") if unit == "%" else (1, "nats")
+    gap, side = (low - value, "below") if value < low else (value - high, "above")
+    return f", {fmt(scale * gap, 1)} {name} {side} all of them"
 
 
 def ablation_words(results: dict) -> str:

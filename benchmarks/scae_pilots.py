@@ -4,11 +4,12 @@
     python benchmarks/scae_pilots.py collect --out ~/runs/scae_pilots
 
 The official schedule (300,000 steps of 128 at a constant 3e-5) is about two
-days of this 2-core CPU per seed. Each pilot trains the official model (40
-parts, 32 objects, alpha channel, inverted poses: nothing about the model
-changes) with another optimiser setting, seed 0, for a budget of training
-seconds on one thread, through the recipe and its training loop; a rerun
-resumes. After every epoch the recipe's evaluator scores the validation
+days of this 2-core CPU per seed. Each pilot trains the official model (alpha
+channel, inverted poses) with another setting, seed 0, for a budget of
+training seconds on one thread, through the recipe and its training loop; a
+rerun resumes. The settings tried: the learning rate, the batch size, the
+optimiser (Adam against the official RMSProp), and fewer part and object
+capsules (the one pilot whose model is smaller: a step costs less). After every epoch the recipe's evaluator scores the validation
 canvases (MNIST's last 5,000 training digits; never trained on): the image
 log-likelihood ``val_rec_ll``, the unsupervised accuracy of k-means on the
 object presences and on the parts' mass per object, and the linear probes.
@@ -17,9 +18,11 @@ object presences and on the parts' mass per object, and the linear probes.
 keys are kept): for each pilot its settings, status (a NaN stops a run and is
 recorded), and its curve against optimizer steps, digits seen and training
 seconds, and the official setting's curve (``official``: taken once from the
-runs of the official setting that ``accuracy_vs_compute`` held, then kept); at
-batch 128 a step costs the same in every setting, so steps compare like with
-like there.
+runs of the official setting that ``accuracy_vs_compute`` held, then kept). A
+pilot collected before whose run folder is not on this machine keeps its
+earlier row, marked ``scored_at``. At batch 128 and the official model a step
+costs the same in every setting, so steps compare like with like there;
+across batch sizes and model sizes, training seconds on one thread do.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from objectcentric.train import Stop
 # Name -> changes to the recipe's optimiser settings (the model is the official one in every pilot).
 PILOTS = {
     "rmsprop_lr3e-4_b128": {"lr": 3e-4},
+    "rmsprop_lr3e-4_b32": {"lr": 3e-4, "batch_size": 32},
+    "adam_lr3e-4_b128": {"lr": 3e-4, "optimizer_name": "adam"},
+    "rmsprop_lr3e-4_b128_p24_o16": {"lr": 3e-4, "n_parts": 24, "n_objects": 16},
 }
 SEED = 0
 
@@ -89,19 +95,35 @@ def official_row(old: dict) -> dict | None:
     return None
 
 
+def earlier_rows(old: dict, here: set[str]) -> dict:
+    """Pilots an earlier collection scored whose run folders are not in ``here``: their rows, each marked
+    ``scored_at`` (the commit and date of the collection that scored it) unless it already was."""
+    writer = next((w for w in old.get("writers", []) if "settings_per_hour" in w["keys"]), {})
+    stamp = {k: writer.get(k) for k in ("commit", "date")}
+    earlier = (old.get("settings_per_hour") or {}).get("pilots") or {}
+    return {name: {**row, "scored_at": row.get("scored_at", stamp)}
+            for name, row in earlier.items() if name in PILOTS and name not in here}
+
+
 def collect(out: Path, results_dir=None) -> dict:
     started = time.perf_counter()
+    old = records.read_results("scae", results_dir)
     rows = {name: pilot_row(name, out / name) for name in PILOTS if (out / name).exists()}
-    official = official_row(records.read_results("scae", results_dir))
+    rows = {**rows, **earlier_rows(old, set(rows))}
+    rows = {name: rows[name] for name in PILOTS if name in rows}  # in the order of PILOTS
+    official = official_row(old)
     if not rows:
         raise SystemExit(f"no pilot runs in {out}: run `python benchmarks/scae_pilots.py run NAME` first")
     images, _ = validation_canvases(SCAERecipe().n_val)
     body = {"settings_per_hour": {
         "pilots": rows, "seed": SEED, "val_rec_ll_levels": rec_ll_levels(images),
         "official": official,
-        "protocol": ("The official model and data; only the optimiser settings change. One thread per run (the "
-                     "official setting's run shared its core with other jobs, so compare it by steps: at batch "
-                     "128 a step is the same computation in every setting). Validation after every "
+        "protocol": ("The official model and data; the pilots change the optimiser, its learning rate, the batch "
+                     "or the numbers of part and object capsules, as their settings say. One thread per run, "
+                     "seed 0, two runs sharing the machine's two cores (the official setting's run shared its "
+                     "core with other jobs, so compare it by steps: at batch 128 and the official model a step "
+                     "is the same computation in every setting; across batches and model sizes compare by "
+                     "training seconds). Validation after every "
                      "epoch on MNIST's last 5,000 training digits: val_rec_ll is the image log-likelihood "
                      "(nats per image; val_rec_ll_levels: the best constant image, and every pixel's mean exact), "
                      "accuracies as in accuracy_vs_compute.")}}

@@ -357,3 +357,28 @@ def test_the_page_model_words_name_the_shipped_seed_and_compare_at_its_step_coun
     results["accuracy_vs_compute"]["0"]["val_loss"][0] = 1190.0
     assert "lower: the validation loss is not monotone" in chapter.page_model_words(results)
     assert chapter.page_model_words({**results, "recorded": False}) == ""
+
+
+def test_the_pilots_benchmark_keeps_pilots_scored_earlier_whose_run_folders_are_gone():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "scae_pilots.py"
+    spec = importlib.util.spec_from_file_location("scae_pilots_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for settings in bench.PILOTS.values():  # every pilot is a valid recipe
+        SCAERecipe(**settings)
+    old = {"settings_per_hour": {"pilots": {"rmsprop_lr3e-4_b128": {"settings": {"lr": 3e-4}, "steps": 10},
+                                            "adam_lr3e-4_b128": {"settings": {"optimizer_name": "adam"},
+                                                                 "scored_at": {"commit": "a", "date": "b"}},
+                                            "gone_from_the_list": {"settings": {}}}},
+           "writers": [{"keys": ["seconds_per_step"], "commit": "x"},
+                       {"keys": ["settings_per_hour"], "commit": "c1", "date": "d1"}]}
+    kept = bench.earlier_rows(old, here={"adam_lr3e-4_b128"})
+    assert set(kept) == {"rmsprop_lr3e-4_b128"}  # scored here now: not kept; no longer a pilot: dropped
+    assert kept["rmsprop_lr3e-4_b128"]["scored_at"] == {"commit": "c1", "date": "d1"}
+    assert kept["rmsprop_lr3e-4_b128"]["steps"] == 10
+    again = bench.earlier_rows(old, here=set())
+    assert again["adam_lr3e-4_b128"]["scored_at"] == {"commit": "a", "date": "b"}  # the first stamp stays
+    assert bench.earlier_rows({}, here=set()) == {}

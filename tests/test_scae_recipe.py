@@ -382,3 +382,51 @@ def test_the_pilots_benchmark_keeps_pilots_scored_earlier_whose_run_folders_are_
     again = bench.earlier_rows(old, here=set())
     assert again["adam_lr3e-4_b128"]["scored_at"] == {"commit": "a", "date": "b"}  # the first stamp stays
     assert bench.earlier_rows({}, here=set()) == {}
+
+
+def test_the_pilots_are_compared_at_the_training_time_all_of_them_reached():
+    from objectcentric.chapters import scae as chapter
+
+    def pilot(settings, seconds, mass, rec_ll, steps_per_pass):
+        n = len(seconds)
+        return {"settings": settings, "curve": {
+            "steps": [steps_per_pass * (i + 1) for i in range(n)], "training_seconds": seconds,
+            "digits_seen": [1000 * (i + 1) for i in range(n)], "val_rec_ll": rec_ll,
+            "val_prior_accuracy": [0.1] * n, "val_posterior_accuracy": mass}}
+
+    results = {
+        "seeds": [0, 1], "accuracy_vs_compute": {
+            "0": {"steps": [430, 860], "val_posterior_accuracy": [0.2, 0.5]},
+            "1": {"steps": [430], "val_posterior_accuracy": [0.3]}},
+        "settings_per_hour": {"official": {"settings": {}, "curve": {"steps": [430], "val_rec_ll": [-1500.0],
+                                                                      "val_prior_accuracy": [0.1],
+                                                                      "val_posterior_accuracy": [0.1]}},
+                              "pilots": {
+            "a": pilot({"lr": 3e-4}, [300.0, 600.0, 900.0], [0.2, 0.3, 0.9], [-1500.0, -1490.0, -1480.0], 430),
+            "b": pilot({"lr": 3e-4, "batch_size": 32}, [350.0, 700.0], [0.35, 0.45], [-1495.0, -1488.0], 1719),
+            "c": pilot({"lr": 3e-4, "n_parts": 24, "n_objects": 16}, [200.0, 400.0, 650.0],
+                       [0.1, 0.2, 0.25], [-1499.0, -1497.0, -1496.0], 430)}}}
+    budget, rows = chapter._pilot_rows(results)
+    assert budget == 650.0  # the shortest pilot's last point
+    assert {label: i for label, (_, i) in rows.items()} == {
+        "RMSProp, learning rate 3e-4": 1, "RMSProp, learning rate 3e-4, batch 32": 0,
+        "RMSProp, learning rate 3e-4, 24 parts and 16 objects": 2}  # not a's 90 % after 900 s
+    words = chapter.pilots_words(results).replace("\u00a0", " ")
+    assert words.startswith("Given the same 11 minutes of one CPU thread, RMSProp, learning rate 3e-4, batch 32 "
+                            "sorts the most validation canvases right by the parts' mass (35.0 %)")
+    assert "then RMSProp, learning rate 3e-4 (30.0 %), RMSProp, learning rate 3e-4, 24 parts and 16 objects (25.0 %)" \
+        in words
+    assert "lie 10 points apart after 430 steps" in words  # the final seeds' spread where both have numbers
+    table = chapter.pilots_table(results).data
+    assert "1,719" in table and "11" in table
+    # The step-count figure and sentences keep to settings whose steps cost the same as the official ones.
+    assert list(chapter._setting_curves(results)) == ["official (RMSProp, learning rate 3e-5)",
+                                                      "RMSProp, learning rate 3e-4"]
+    assert "batch 32" not in chapter.settings_words(results)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = chapter.pilots_figure(results)
+    assert len(fig.axes[0].lines) == 3 + 1  # three pilots and the budget line
+    plt.close(fig)
+    lone = {"settings_per_hour": {"pilots": {"a": results["settings_per_hour"]["pilots"]["a"]}}}
+    assert chapter.pilots_table(lone) is None and chapter.pilots_figure(lone) is None
+    assert "nothing to compare" in chapter.pilots_words(lone)

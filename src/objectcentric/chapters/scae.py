@@ -69,6 +69,9 @@ __all__ = [
     "load_model",
     "object_explorer",
     "part_explorer",
+    "pilots_figure",
+    "pilots_table",
+    "pilots_words",
     "ports_table",
     "pose_figure",
     "presence_map_figure",
@@ -441,9 +444,9 @@ def seeds_words(results: dict) -> str:
     return text
 
 
-def _curve_at(points: dict, key: str, steps: int):
-    """The value of ``key`` in a curve at the last point with at most ``steps`` steps (None if none)."""
-    values = [(s, v) for s, v in zip(points.get("steps", []), points.get(key, [])) if s <= steps]
+def _curve_at(points: dict, key: str, steps: float, axis: str = "steps"):
+    """The value of ``key`` in a curve at its last point with at most ``steps`` on ``axis`` (None if none)."""
+    values = [(s, v) for s, v in zip(points.get(axis, []), points.get(key, [])) if s <= steps]
     return values[-1][1] if values else None
 
 
@@ -739,17 +742,27 @@ def _setting_words(settings: dict) -> str:
     words = f"{name}, learning rate {mantissa}e{int(exponent)}"
     if "batch_size" in settings:
         words += f", batch {settings['batch_size']}"
+    if "n_parts" in settings or "n_objects" in settings:
+        recipe = SCAERecipe()
+        words += (f", {settings.get('n_parts', recipe.n_parts)} parts and "
+                  f"{settings.get('n_objects', recipe.n_objects)} objects")
     return words
 
 
-def _setting_curves(results: dict) -> dict:
-    """{label: curve} of the official setting and of every pilot, from ``settings_per_hour``."""
+def _rate_only(settings: dict) -> bool:
+    """A setting that changes the learning rate alone (its steps cost what the official ones do)."""
+    return set(settings) <= {"lr"}
+
+
+def _setting_curves(results: dict, official: bool = True, rate_only: bool = True) -> dict:
+    """{label: curve} of the official setting (``official``) and of the pilots (those that change the
+    learning rate alone, with ``rate_only``), from ``settings_per_hour``."""
     section = results.get("settings_per_hour") or {}
     rows = {}
-    if section.get("official"):
+    if official and section.get("official"):
         rows[_setting_words({})] = section["official"]["curve"]
     for row in (section.get("pilots") or {}).values():
-        if (row.get("curve") or {}).get("steps"):
+        if (row.get("curve") or {}).get("steps") and (_rate_only(row["settings"]) or not rate_only):
             rows[_setting_words(row["settings"])] = row["curve"]
     return rows
 
@@ -786,7 +799,8 @@ def settings_figure(results: dict):
 
 
 def settings_words(results: dict) -> str:
-    """The pilots against the official learning rate after as many steps, in sentences from the numbers."""
+    """The learning-rate pilots against the official learning rate after as many steps, in sentences from
+    the numbers."""
     section = results.get("settings_per_hour") or {}
     official = (section.get("official") or {}).get("curve")
     if not official:
@@ -794,7 +808,7 @@ def settings_words(results: dict) -> str:
     out = []
     for row in (section.get("pilots") or {}).values():
         points = row.get("curve") or {}
-        if not points.get("steps"):
+        if not points.get("steps") or not _rate_only(row["settings"]):
             continue
         steps = min(points["steps"][-1], official["steps"][-1])
         ours, theirs = (_curve_at(points, "val_rec_ll", steps), _curve_at(official, "val_rec_ll", steps))
@@ -809,6 +823,95 @@ def settings_words(results: dict) -> str:
                  f"of the canvases right, against {pct(_curve_at(official, 'val_posterior_accuracy', steps))}.")
         out.append(text)
     return " ".join(out)
+
+
+PILOT_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_accuracy", "presences"),
+                 ("val_posterior_accuracy", "parts' mass")]
+
+
+def _pilot_budget(curves: dict) -> float | None:
+    """The training seconds every pilot's curve reaches: the shortest of their last points."""
+    ends = [c["training_seconds"][-1] for c in curves.values() if c.get("training_seconds")]
+    return min(ends) if ends else None
+
+
+def pilots_figure(results: dict):
+    """Every pilot (one thread each) against training minutes: the validation image log-likelihood and the
+    k-means accuracy on the parts' mass; None with fewer than two pilots."""
+    curves = _setting_curves(results, official=False, rate_only=False)
+    if len(curves) < 2:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for label, points in curves.items():
+        minutes = [s / 60 for s in points["training_seconds"]]
+        axes[0].plot(minutes, points["val_rec_ll"], marker=".", label=label)
+        axes[1].plot(minutes, points["val_posterior_accuracy"], marker=".")
+    budget = _pilot_budget(curves)
+    for ax in axes:
+        ax.axvline(budget / 60, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("training minutes, one CPU thread")
+    axes[0].set_ylabel("nats per image")
+    axes[1].set_ylabel("validation accuracy")
+    axes[1].set_ylim(0, 1)
+    axes[0].set_title("image log-likelihood")
+    axes[1].set_title("k-means accuracy on the parts' mass")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+def _pilot_rows(results: dict) -> tuple[float | None, dict]:
+    """(budget, {label: (points, index of its last point within the budget)})."""
+    curves = _setting_curves(results, official=False, rate_only=False)
+    budget = _pilot_budget(curves)
+    rows = {}
+    for label, points in curves.items():
+        within = [i for i, s in enumerate(points["training_seconds"]) if s <= budget]
+        if within:
+            rows[label] = (points, within[-1])
+    return budget, rows
+
+
+def pilots_table(results: dict):
+    """Each pilot at its last validation within the training time all of them reached; None with fewer
+    than two pilots."""
+    budget, rows = _pilot_rows(results)
+    if len(rows) < 2:
+        return None
+    table = {}
+    for label, (points, i) in rows.items():
+        table[label] = [fmt(points["training_seconds"][i] / 60, 0), f"{points['steps'][i]:,}",
+                        f"{points['digits_seen'][i]:,}" if points.get("digits_seen") else "–",
+                        *(_value(key, points[key][i]) for key, _ in PILOT_COLUMNS)]
+    return book.table(table, ["training minutes", "steps", "digits seen", *(w for _, w in PILOT_COLUMNS)],
+                      index_name="setting",
+                      caption="Training settings after the same training time on one CPU thread",
+                      notes=f"Each setting's last validation (after a whole pass) within {fmt(budget / 60, 0)} "
+                            "training minutes, the time every pilot reached; one seed each, validation canvases, "
+                            "k-means fitted on half of them and scored on the other half.")
+
+
+def pilots_words(results: dict) -> str:
+    """Which setting got furthest in the same training time, against the seeds' own spread, in words."""
+    budget, rows = _pilot_rows(results)
+    if len(rows) < 2:
+        return "Only one training setting has been timed on this page, so there is nothing to compare yet."
+    mass = {label: points["val_posterior_accuracy"][i] for label, (points, i) in rows.items()}
+    rec_ll = {label: points["val_rec_ll"][i] for label, (points, i) in rows.items()}
+    best = max(mass, key=mass.get)
+    ranked = sorted(mass, key=mass.get, reverse=True)
+    text = (f"Given the same {fmt(budget / 60, 0)} minutes of one CPU thread, {best} sorts the most validation "
+            f"canvases right by the parts' mass ({_p(mass[best])}), then "
+            + ", ".join(f"{label} ({_p(mass[label])})" for label in ranked[1:]) + ". "
+            f"The image log-likelihood ranks them {', '.join(sorted(rec_ll, key=rec_ll.get, reverse=True))}, "
+            f"from {fmt(max(rec_ll.values()))} down to {fmt(min(rec_ll.values()))} nats.")
+    steps = min(c["steps"][-1] for _, c in _final_curves(results, 0)) if _final_curves(results, 0) else None
+    spread = _final_at(results, "val_posterior_accuracy", steps) if steps else []
+    if len(spread) > 1:
+        text += (f" Each pilot is one seed, and the final setting's {len(spread)} seeds alone lie "
+                 f"{fmt(100 * (max(spread) - min(spread)), 1)} points apart after {steps:,} steps: a gap "
+                 "smaller than that is not a finding.")
+    return text
 
 
 def presence_map_figure(model, images: torch.Tensor, labels: torch.Tensor, title: str = ""):

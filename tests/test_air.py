@@ -257,6 +257,7 @@ def test_the_experiment_at_the_quick_scale_writes_every_key_of_the_results(tmp_p
     written = records.read_results("air", tmp_path / "quick" / "results")
     recorded = records.read_results("air")
     speed = {"speed"} | (set(recorded) & set(recorded["speed"]["cpu"]))  # benchmarks/air.py speed writes these
+    speed |= {"reference_same_canvases"}  # and benchmarks/air.py reference this one
     assert set(recorded) - speed <= set(written)  # every other key of the book's file is written here
     assert written["scale"] == "quick" and len(written["count_accuracy_by_seed"]) == 1
     variant = written[f"variant_pixel_std_{VARIANT_PIXEL_STD:g}"]
@@ -264,3 +265,26 @@ def test_the_experiment_at_the_quick_scale_writes_every_key_of_the_results(tmp_p
     assert written["shipped_run"] in written["runs"]
     manifest = read_manifest(tmp_path / "quick" / "checkpoints")["checkpoints"]
     assert list(manifest) == ["air_multi_mnist_difference.pt"]
+
+
+def test_the_reference_is_set_beside_ours_on_the_same_canvases_when_it_was_measured_there():
+    from objectcentric.chapters import air as chapter
+
+    runs = {"a": {"count_accuracy": 0.99, "sampled_count_accuracy": 0.985, "three_digit_count_accuracy": 0.98,
+                  "three_digit_sampled_count_accuracy": 0.97},
+            "b": {"count_accuracy": 0.995, "sampled_count_accuracy": 0.99, "three_digit_count_accuracy": 0.99,
+                  "three_digit_sampled_count_accuracy": 0.985}}
+    results = {"runs": runs, "shipped_run": "b"}
+    own = chapter.reference_words(results).replace("\u00a0", " ")
+    assert "counts 99.55 % of its own test canvases" in own and "our shipped seed 99.00 %" in own
+    assert chapter.reference_three_digits(results) == (0.076, False)
+    assert "on these canvases" not in chapter.benchmark_table(results).data
+    results["reference_same_canvases"] = {
+        "count_accuracy": 0.97, "count_accuracy_sampled": 0.9675, "three_digit_count_accuracy": 0.05,
+        "three_digit_count_accuracy_sampled": 0.04, "reference_training": {"epochs": 50, "canvases": 10_000}}
+    words = chapter.reference_words(results).replace("\u00a0", " ")
+    assert "counts 96.75 % of the 0-2-digit canvases right with sampled z_pres (97.00 % greedy)" in words
+    assert "Our shipped seed is 2.25 points ahead of it" in words and "our 2 seeds 98.50 % to 99.00 %" in words
+    assert chapter.reference_three_digits(results) == (0.04, True)
+    table = chapter.benchmark_table(results).data.replace("\u00a0", " ")
+    assert "the reference, on these canvases" in table and "4.00 %" in table and "7.6 %" in table

@@ -86,3 +86,22 @@ def test_an_empty_batch_is_refused_instead_of_giving_nan(tiny_vae):
         tiny_vae.loss(torch.rand(0, 1, 4, 4))
     with pytest.raises(ValueError, match="got an empty batch"):
         tiny_vae.encode(torch.rand(0, 16))
+
+
+def test_the_vae_recipe_watches_validation_digits_it_never_trains_on():
+    from objectcentric.data import load_mnist
+    from objectcentric.experiments.vae import MONITORED_ON_TEST_IMAGES, VAERecipe, validation_set
+    from objectcentric.recipes import RecipeError
+
+    recipe = VAERecipe()
+    train = recipe.train_data().tensors[0]
+    assert len(train) == 55_000
+    val_digits, _ = load_mnist("val")
+    # validation_set binarizes the validation digits: every black pixel stays black, no test digit is used
+    watched = validation_set(50)
+    assert watched.shape == (50, 1, 28, 28) and bool((watched[val_digits[:50] == 0] == 0).all())
+    assert torch.equal(train[-1], load_mnist("train")[0][54_999])  # the training set ends where validation begins
+    for bad in ({"n_val": 5001}, {"n_train": 55_001}, {"n_val": 0}):
+        with pytest.raises(RecipeError, match=next(iter(bad))):
+            VAERecipe(**bad)
+    assert set(MONITORED_ON_TEST_IMAGES.values()) == {"vae_mnist_z50.pt", "vae_mnist_z2.pt"}

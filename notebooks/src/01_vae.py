@@ -179,10 +179,10 @@ print({name: book.fmt(float(value)) for name, value in terms.items()})
 # learning rate from $10^{-3}$ down to $10^{-4}$, batches of 100, 400 passes over
 # the training set, and a fresh binarization at every step. The page loads the
 # trained model shipped with the book and replays its recorded history
-# ({numref}`fig-vae-training`); the validation curves are on 2,000 held-out test
-# images.
+# ({numref}`fig-vae-training`), with the curves on 2,000 held-out images: which
+# ones, the line under the figure says.
 
-# %% mystnb={"figure": {"caption": "Training history of the 50-latent VAE: the negative ELBO and its KL term per image, on the training batches and on 2,000 held-out test images, after each pass over the data.", "name": "fig-vae-training"}, "image": {"alt": "two panels of training curves: negative ELBO falling, KL rising then levelling"}}
+# %% mystnb={"figure": {"caption": "Training history of the 50-latent VAE: the negative ELBO and its KL term per image, on the training batches and on 2,000 held-out images, after each pass over the data.", "name": "fig-vae-training"}, "image": {"alt": "two panels of training curves: negative ELBO falling, KL rising then levelling"}}
 recipe = VAERecipe()  # the full settings, as data: print(recipe) shows them all
 run = load_or_train(recipe, MODE)
 model, history = run.model.to(device), run.history
@@ -193,6 +193,7 @@ replay_history(history, keys=["neg_elbo", "kl"])
 # section further down turns it into the tighter estimate papers report.
 
 # %%
+print(f"The held-out curves are on {chapter.monitored_on(run)}.")
 final = {key: book.fmt(value, 4) for key, value in history[-1].items()}
 print(f"{len(history)} passes; held-out negative ELBO {final['val_neg_elbo']} nats")
 print(f"= reconstruction {final['val_reconstruction']} + KL {final['val_kl']}")

@@ -23,6 +23,20 @@ PAPER_NLL = {"VAE": 86.76, "IWAE, k = 50": 84.78}
 PAPER_EPOCHS = 3280
 
 
+def monitored_on(run) -> str:
+    """Which held-out images the validation curves of ``run`` (from ``load_or_train``) are on, in words."""
+    from ..checkpoints import read_manifest
+    from ..experiments.vae import MONITORED_ON_TEST_IMAGES
+
+    if run.record.get("loaded"):
+        entry = read_manifest()["checkpoints"].get(run.record["file"], {})
+        if entry.get("sha256") in MONITORED_ON_TEST_IMAGES:
+            return ("the first 2,000 test images (this model was trained before the book set validation digits "
+                    "apart; nothing was chosen with them, since the last pass is the model, but they are among "
+                    "the test images of the likelihood below)")
+    return "2,000 validation digits (of MNIST's last 5,000 training digits, which training never sees)"
+
+
 def plot_kl_per_latent(kl_per_latent: torch.Tensor, threshold: float = 0.01):
     """Mean KL of each latent (d,) -> a bar figure, latents sorted by KL, with how many exceed
     ``threshold`` nats in its title."""

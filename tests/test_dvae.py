@@ -516,3 +516,31 @@ def test_neg_elbo_enumerates_the_classes_exactly(images):
     costs = torch.stack([cost(eye[k].expand(2 * 5, 4)).view(2, 5) for k in range(4)], -1)
     expected = (logits.softmax(-1) * costs).sum(-1) + model.kl_categorical(logits)
     assert torch.allclose(model.neg_elbo(images), expected)
+
+
+def test_the_estimator_words_count_failed_seeds_and_name_the_best_sampling_mean():
+    from objectcentric.chapters import dvae as chapter
+
+    def config(estimator, accuracy, elbo):
+        row = {"model": "dvae_st", "dataset": "FullMNIST", "estimator": estimator, "k": 10, "variant": "robust",
+               "split": "train", "accuracy_by_seed": accuracy, "mean": float(np.mean(accuracy)),
+               "best": max(accuracy), "worst": min(accuracy)}
+        detail = {"train": {"accuracy": accuracy, "neg_elbo": elbo}}
+        return row, {recipe.run_name("dvae_st", "FullMNIST", estimator, 10, "robust"): detail}
+
+    rows, details = [], {}
+    for estimator, accuracy, elbo in (("exact", [0.93, 0.80, 0.94], [62.0, 70.0, 63.0]),
+                                      ("concrete", [0.90, 0.91], [67.0, 68.0]),
+                                      ("reinforce", [0.89, 0.70, 0.90], [65.0, 75.0, 65.5])):
+        row, detail = config(estimator, accuracy, elbo)
+        rows.append(row)
+        details.update(detail)
+    runs = chapter.Runs({"runs": rows, "details": details}, True, "read")
+    failed, kept, best = chapter.estimator_words(runs).split("\n")
+    assert "appear with the exact gradient (1 of 3 seeds) and REINFORCE (1 of 3 seeds); with CONCRETE (2 seeds) " \
+           "no seed failed." in failed
+    assert "the exact gradient 62.5, REINFORCE 65.2, CONCRETE 67.5 nats" in kept  # failed seeds left out
+    assert "the exact gradient 93.0-94.0 %" in kept
+    assert "CONCRETE's: 90.5 % over 2 seeds (best seed 91.0 %, worst 90.0 %)" in best  # the exact gradient is no sampler
+    lone = chapter.Runs({"runs": rows[:1], "details": details}, True, "read")
+    assert "nothing to compare" in chapter.estimator_words(lone)

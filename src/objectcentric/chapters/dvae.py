@@ -39,7 +39,7 @@ __all__ = ["Runs", "load_runs", "shown_model", "explorer", "provenance", "shippe
            "dataset_figure", "prototype_figure", "grid_columns", "recipe_curves", "estimator_curves",
            "window_figure", "confusion_figure", "recipe_table", "results_table", "seeds_by_elbo_table",
            "elbo_pick_table", "overclustering_table", "thesis_table", "datasets_table", "estimator_table",
-           "configuration_words", "thesis_numbers", "MODEL_NAMES", "ESTIMATORS", "EXPLORER_VALUES"]
+           "configuration_words", "estimator_words", "thesis_numbers", "MODEL_NAMES", "ESTIMATORS", "EXPLORER_VALUES"]
 
 MODEL_NAMES = {"dvae": "D-VAE", "dvae_st": "D-VAE-ST"}
 SPLIT_NAMES = {"train": "training", "test": "test"}
@@ -487,6 +487,54 @@ def estimator_table(runs: Runs):
                       caption="D-VAE-ST on FullMNIST (K = 10) with each gradient estimator of Chapter 3, "
                               f"{'/'.join(map(str, epochs))} epochs" + runs.caveat,
                       notes=None if len(rows) > 2 else "Only the exact gradient has runs on this page.")
+
+
+ESTIMATOR_NAMES = {"exact": "the exact gradient", "reinforce": "REINFORCE", "nvil": "NVIL", "concrete": "CONCRETE",
+                   "rebar": "REBAR", "relax": "RELAX"}
+
+
+def _and(words: list[str], last: str = "and") -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def estimator_words(runs: Runs) -> str:
+    """What the estimator runs (D-VAE-ST, FullMNIST, K = 10, robust) say, as Markdown bullets from their
+    numbers: which failed how often, the negative ELBO and accuracy of the seeds that did not fail, and the
+    best mean of a sampling estimator."""
+    rows = {e: (runs.row("dvae_st", estimator=e), runs.details.get(recipe.run_name("dvae_st", "FullMNIST", e, 10,
+                                                                                  "robust")))
+            for e in ESTIMATORS}
+    rows = {e: (row, info) for e, (row, info) in rows.items() if row is not None and info is not None}
+    if len(rows) < 2:
+        return "- Only the exact gradient has runs on this page, so there is nothing to compare yet."
+    failed, clean, kept = [], [], {}
+    for e, (row, info) in rows.items():
+        accuracy, elbo = np.array(info["train"]["accuracy"]), np.array(info["train"]["neg_elbo"])
+        bad = _failed(accuracy)
+        (failed if bad.any() else clean).append(f"{ESTIMATOR_NAMES[e]} ({int(bad.sum())} of {len(bad)} seeds)"
+                                                 if bad.any() else f"{ESTIMATOR_NAMES[e]} ({len(bad)} seeds)")
+        kept[e] = (float(elbo[~bad].mean()), accuracy[~bad])
+    lines = []
+    if failed:
+        text = ("- **Failed seeds**, with the shape seen below (one digit split over two prototypes while "
+                f"another prototype draws two digits), appear with {_and(failed)}")
+        text += f"; with {_and(clean)} no seed failed." if clean else "."
+        lines.append(text)
+    order = sorted(kept, key=lambda e: kept[e][0])
+    lines.append("- **Among the seeds that did not fail**, the final negative ELBO orders the estimators: "
+                 + ", ".join(f"{ESTIMATOR_NAMES[e]} {kept[e][0]:.1f}" for e in order)
+                 + " nats per image; their accuracies: "
+                 + ", ".join(f"{ESTIMATOR_NAMES[e]} {_pc(kept[e][1].min())}-{_pc(kept[e][1].max())} %"
+                             if kept[e][1].min() != kept[e][1].max() else f"{ESTIMATOR_NAMES[e]} {_pc(kept[e][1][0])} %"
+                             for e in order) + ".")
+    sampling = {e: row for e, (row, _) in rows.items() if e != "exact"}
+    if sampling:
+        best = max(sampling, key=lambda e: sampling[e]["mean"])
+        row = sampling[best]
+        lines.append(f"- **The best mean of a sampling estimator** is {ESTIMATOR_NAMES[best]}'s: "
+                     f"{_pc(row['mean'])} % over {len(row['accuracy_by_seed'])} seeds (best seed "
+                     f"{_pc(row['best'])} %, worst {_pc(row['worst'])} %).")
+    return "\n".join(lines)
 
 
 def estimator_curves(runs: Runs):

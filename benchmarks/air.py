@@ -83,13 +83,19 @@ def beyond(args) -> None:
 
 
 # --- the reference on our canvases ------------------------------------------------------------------
-def reference_same_canvases(args) -> None:
-    started = time.perf_counter()
+def _device_and_reference(args):
+    """The device to run on (its threads set on a CPU) and the reference AIR's module, imported from
+    ``args.reference`` (never copied here)."""
     device = pick_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(args.reference).resolve()))
-    reference = importlib.import_module("seed002_air")
+    return device, importlib.import_module("seed002_air")
+
+
+def reference_same_canvases(args) -> None:
+    started = time.perf_counter()
+    device, reference = _device_and_reference(args)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     train = multi_mnist_splits(seed=DATA_SEED, n_train=args.train_images, n_test=0, n_three=0)["train"]
@@ -161,11 +167,7 @@ def reference_step(module, device):
 
 def speed(args) -> None:
     started = time.perf_counter()
-    device = pick_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(args.reference).resolve()))
-    reference = importlib.import_module("seed002_air")
+    device, reference = _device_and_reference(args)
     data = multi_mnist_splits(seed=0, n_train=0, n_test=2000, n_three=0)["test"]
     images, counts = data.images.to(device), data.counts.to(device)
 

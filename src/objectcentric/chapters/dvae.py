@@ -511,8 +511,10 @@ def estimator_words(runs: Runs) -> str:
     for e, (row, info) in rows.items():
         accuracy, elbo = np.array(info["train"]["accuracy"]), np.array(info["train"]["neg_elbo"])
         bad = _failed(accuracy)
-        (failed if bad.any() else clean).append(f"{ESTIMATOR_NAMES[e]} ({int(bad.sum())} of {len(bad)} seeds)"
-                                                 if bad.any() else f"{ESTIMATOR_NAMES[e]} ({len(bad)} seeds)")
+        if bad.any():
+            failed.append(f"{ESTIMATOR_NAMES[e]} ({int(bad.sum())} of {len(bad)} seeds)")
+        else:
+            clean.append(f"{ESTIMATOR_NAMES[e]} ({len(bad)} seeds)")
         kept[e] = (float(elbo[~bad].mean()), accuracy[~bad])
     lines = []
     if failed:

@@ -444,9 +444,9 @@ def seeds_words(results: dict) -> str:
     return text
 
 
-def _curve_at(points: dict, key: str, steps: float, axis: str = "steps"):
-    """The value of ``key`` in a curve at its last point with at most ``steps`` on ``axis`` (None if none)."""
-    values = [(s, v) for s, v in zip(points.get(axis, []), points.get(key, [])) if s <= steps]
+def _curve_at(points: dict, key: str, steps: int):
+    """The value of ``key`` in a curve at the last point with at most ``steps`` steps (None if none)."""
+    values = [(s, v) for s, v in zip(points.get("steps", []), points.get(key, [])) if s <= steps]
     return values[-1][1] if values else None
 
 
@@ -825,10 +825,6 @@ def settings_words(results: dict) -> str:
     return " ".join(out)
 
 
-PILOT_COLUMNS = [("val_rec_ll", "image log-likelihood (nats)"), ("val_prior_accuracy", "presences"),
-                 ("val_posterior_accuracy", "parts' mass")]
-
-
 def _pilot_budget(curves: dict) -> float | None:
     """The training seconds every pilot's curve reaches: the shortest of their last points."""
     ends = [c["training_seconds"][-1] for c in curves.values() if c.get("training_seconds")]
@@ -882,8 +878,8 @@ def pilots_table(results: dict):
     for label, (points, i) in rows.items():
         table[label] = [fmt(points["training_seconds"][i] / 60, 0), f"{points['steps'][i]:,}",
                         f"{points['digits_seen'][i]:,}" if points.get("digits_seen") else "–",
-                        *(_value(key, points[key][i]) for key, _ in PILOT_COLUMNS)]
-    return book.table(table, ["training minutes", "steps", "digits seen", *(w for _, w in PILOT_COLUMNS)],
+                        *(_value(key, points[key][i]) for key, _ in ABLATION_COLUMNS)]
+    return book.table(table, ["training minutes", "steps", "digits seen", *(w for _, w in ABLATION_COLUMNS)],
                       index_name="setting",
                       caption="Training settings after the same training time on one CPU thread",
                       notes=f"Each setting's last validation (after a whole pass) within {fmt(budget / 60, 0)} "
@@ -905,7 +901,8 @@ def pilots_words(results: dict) -> str:
             + ", ".join(f"{label} ({_p(mass[label])})" for label in ranked[1:]) + ". "
             f"The image log-likelihood ranks them {', '.join(sorted(rec_ll, key=rec_ll.get, reverse=True))}, "
             f"from {fmt(max(rec_ll.values()))} down to {fmt(min(rec_ll.values()))} nats.")
-    steps = min(c["steps"][-1] for _, c in _final_curves(results, 0)) if _final_curves(results, 0) else None
+    finals = _final_curves(results, 0)
+    steps = min(c["steps"][-1] for _, c in finals) if finals else None
     spread = _final_at(results, "val_posterior_accuracy", steps) if steps else []
     if len(spread) > 1:
         text += (f" Each pilot is one seed, and the final setting's {len(spread)} seeds alone lie "

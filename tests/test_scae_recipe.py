@@ -139,6 +139,28 @@ def test_a_training_step_shifts_the_digits_and_trains_every_part():
     assert model.encoder.head.weight.grad.abs().sum() > 0 and model.prior_probe.weight.grad.abs().sum() > 0
 
 
+def test_the_parts_warm_up_trains_the_parts_alone_and_a_resumed_run_goes_on_to_the_objects(tmp_path):
+    import dataclasses
+
+    from objectcentric.train import Stop
+    recipe = dataclasses.replace(SCAERecipe().at_scale("quick"), epochs=2, parts_epochs=1)
+    steps = math.ceil(recipe.n_train / recipe.batch_size)
+    torch.manual_seed(0)
+    fresh = recipe.build_model().state_dict()  # the runner seeds before building, so the start is this model
+    train(recipe, 0, tmp_path / "run", device="cpu", progress="none", stop=Stop(steps=steps))
+    _, warmed, payload = load_run(tmp_path / "run")
+    assert payload["epoch"] == 1 and "caps_ll" not in payload["history"][0]
+    changed = {name for name, value in warmed.state_dict().items() if not torch.equal(value, fresh[name])}
+    assert any(n.startswith("encoder.") for n in changed) and any(n.startswith("decoder.") for n in changed)
+    assert not any(n.startswith(("set_transformer.", "objects.", "prior_probe.")) for n in changed)
+    train(recipe, 0, tmp_path / "run", device="cpu", progress="none")  # resumes at epoch 2: the whole SCAE
+    _, trained, payload = load_run(tmp_path / "run")
+    assert payload["epoch"] == 2 and "caps_ll" in payload["history"][1]
+    assert not torch.equal(trained.state_dict()["prior_probe.weight"], fresh["prior_probe.weight"])
+    with pytest.raises(RecipeError, match="parts_epochs must be a whole number from 0 to 1"):
+        dataclasses.replace(recipe, parts_epochs=2)
+
+
 def test_a_quick_run_trains_and_reports_the_held_out_numbers(tmp_path):
     recipe = SCAERecipe().at_scale("quick")
     run = train(recipe, 0, tmp_path / "run", device="cpu", progress="none")

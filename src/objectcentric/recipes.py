@@ -139,6 +139,9 @@ class Recipe:
         """Numbers on held-out data after every epoch (stored as ``val_<name>``), or None."""
         return None
 
+    def start_of_epoch(self, model: nn.Module, epoch: int) -> None:
+        """A hook before each epoch's first step, a resumed epoch's too (default: none)."""
+
     def end_of_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, seed: int) -> None:
         """A hook after each epoch's last step, before evaluation (default: none)."""
 

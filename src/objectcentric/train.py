@@ -273,6 +273,7 @@ def fit(
         try:
             for epoch in range(start["epoch"], recipe.epochs + 1):
                 partial = start if epoch == start["epoch"] and "index" in start else None
+                recipe.start_of_epoch(model, epoch)
                 record = loop.epoch(epoch, partial)
                 if record is None:  # stopped mid-epoch: saved where it is
                     break

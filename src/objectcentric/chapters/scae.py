@@ -746,6 +746,9 @@ def _setting_words(settings: dict) -> str:
         recipe = SCAERecipe()
         words += (f", {settings.get('n_parts', recipe.n_parts)} parts and "
                   f"{settings.get('n_objects', recipe.n_objects)} objects")
+    if settings.get("parts_epochs"):
+        n = settings["parts_epochs"]
+        words += f", parts alone for the first {'epoch' if n == 1 else f'{n} epochs'}"
     return words
 
 

@@ -183,7 +183,9 @@ class SCAERecipe(Recipe):
             "n_parts": "part capsules, one template each (official 40)",
             "n_objects": "object capsules (official 32)",
             "invert_pose": "paint templates through the inverse of their pose (official); False: the ports' mistake",
-            "alpha_channel": "mixing logits from learned alpha maps (official); False: template / temperature"}
+            "alpha_channel": "mixing logits from learned alpha maps (official); False: template / temperature",
+            "parts_epochs": ("first epochs that train the part capsule autoencoder alone (loss -rec_ll; the "
+                             "objects and probes wait); official 0")}
 
     epochs: int = 698  # 300,140 steps of 128: the official 300,000
     batch_size: int = 128
@@ -195,13 +197,14 @@ class SCAERecipe(Recipe):
     n_objects: int = 32
     invert_pose: bool = True
     alpha_channel: bool = True
+    parts_epochs: int = 0
 
     def __post_init__(self):
         super().__post_init__()
         for field, low, high in (("n_train", 1, TRAIN_SIZE), ("n_val", 20, VAL_SIZE), ("n_parts", 1, None),
-                                 ("n_objects", 1, None)):
+                                 ("n_objects", 1, None), ("parts_epochs", 0, self.epochs - 1)):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
                 most = f" to {high:,}" if high else " or more"
                 raise RecipeError(f"{field} must be a whole number from {low}{most}, got {value!r}")
         for field in ("invert_pose", "alpha_channel"):
@@ -221,10 +224,18 @@ class SCAERecipe(Recipe):
         digits, labels = load_mnist("train")
         return TensorDataset(digits[:self.n_train], labels[:self.n_train])
 
+    def start_of_epoch(self, model: SCAE, epoch: int) -> None:
+        """Epochs 1 to ``parts_epochs`` train the parts alone; every later epoch the whole SCAE."""
+        model.parts_only = epoch <= self.parts_epochs
+
     def step(self, model: SCAE, batch: tuple) -> dict[str, torch.Tensor]:
-        """The SCAE loss on the batch's digits at fresh shifts; the labels train only the detached probes."""
+        """The SCAE loss on the batch's digits at fresh shifts (the labels train only the detached probes),
+        or the part capsule autoencoder's alone in the first ``parts_epochs``."""
         digits, labels = batch
-        return model.loss(shift_digits(digits, canvas=model.config.canvas), labels)
+        images = shift_digits(digits, canvas=model.config.canvas)
+        if getattr(model, "parts_only", False):
+            return model.part_loss(images)
+        return model.loss(images, labels)
 
     def optimizer(self, model: SCAE) -> torch.optim.Optimizer:
         """:class:`TFRMSprop` with the model's official decay, momentum and epsilon, or Adam; at ``lr``."""

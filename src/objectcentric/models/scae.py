@@ -799,7 +799,9 @@ class SCAE(nn.Module):
             noise = self.training or self.config.eval_noise
         return self._run(images, noise)
 
-    def _run(self, images: torch.Tensor, noise: bool) -> SCAETrace:
+    def _parts(self, images: torch.Tensor, noise: bool):
+        """The part capsule autoencoder: pose (B, M, 2, 3), special features, presence logits and
+        presences, templates, the painted templates and the image log-likelihood (B,)."""
         c = self.config
         raw_pose, special, presence_logit = self.encoder(images)
         if noise and c.part_noise:
@@ -809,6 +811,10 @@ class SCAE(nn.Module):
         templates = self.decoder.templates(special)
         painted = self.decoder.paint(pose, templates)
         rec_ll = self.decoder.log_likelihood(images, painted, presence_logit)
+        return pose, special, presence_logit, presence, templates, painted, rec_ll
+
+    def _run(self, images: torch.Tensor, noise: bool) -> SCAETrace:
+        pose, special, presence_logit, presence, templates, painted, rec_ll = self._parts(images, noise)
 
         # The OCAE reads the parts with pose, presence and templates held fixed; special features pass gradients.
         b, m = presence.shape
@@ -867,6 +873,14 @@ class SCAE(nn.Module):
                          prior_acc=(prior_logits.argmax(1) == labels).float().mean(),
                          posterior_acc=(posterior_logits.argmax(1) == labels).float().mean())
         return {"loss": loss, **terms}
+
+    def part_loss(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The part capsule autoencoder trained alone (a warm-up before :meth:`loss`): ``loss = -rec_ll``,
+        batch mean; the object capsules and the probes are not run."""
+        images = self.check_images(images)
+        *_, presence, _, _, rec_ll = self._parts(images, self.training or self.config.eval_noise)
+        rec_ll = rec_ll.mean()
+        return {"loss": -rec_ll, "rec_ll": rec_ll.detach(), "part_presence": presence.detach().sum(1).mean()}
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, noise: bool | None = None) -> dict[str, torch.Tensor]:

@@ -436,7 +436,7 @@ def test_the_pilots_are_compared_at_the_training_time_all_of_them_reached():
     words = chapter.pilots_words(results).replace("\u00a0", " ")
     assert words.startswith("Given the same 11 minutes of one CPU thread, RMSProp, learning rate 3e-4, batch 32 "
                             "sorts the most validation canvases right by the parts' mass (35.0 %)")
-    assert "then RMSProp, learning rate 3e-4 (30.0 %), RMSProp, learning rate 3e-4, 24 parts and 16 objects (25.0 %)" \
+    assert "then RMSProp, learning rate 3e-4 (30.0 %); RMSProp, learning rate 3e-4, 24 parts and 16 objects (25.0 %)" \
         in words
     assert "lie 10 points apart after 430 steps" in words  # the final seeds' spread where both have numbers
     table = chapter.pilots_table(results).data
@@ -449,6 +449,13 @@ def test_the_pilots_are_compared_at_the_training_time_all_of_them_reached():
     fig = chapter.pilots_figure(results)
     assert len(fig.axes[0].lines) == 3 + 1  # three pilots and the budget line
     plt.close(fig)
+    assert chapter.warm_up_words(results) == ""  # no pilot trains the parts alone first
+    results["settings_per_hour"]["pilots"]["d"] = pilot({"lr": 3e-4, "parts_epochs": 1}, [280.0, 560.0],
+                                                        [0.1, 0.4], [-1501.0, -1491.0], 430)
+    assert chapter.warm_up_words(results).replace("\u00a0", " ") == (
+        "With RMSProp, learning rate 3e-4, training the parts alone for the first pass sorts 40.0 % of the "
+        "validation canvases right by the parts' mass after 860 steps, against 30.0 % without it.")
+    assert "RMSProp, learning rate 3e-4, parts alone for the first pass" in chapter._pilot_rows(results)[1]
     lone = {"settings_per_hour": {"pilots": {"a": results["settings_per_hour"]["pilots"]["a"]}}}
     assert chapter.pilots_table(lone) is None and chapter.pilots_figure(lone) is None
     assert "nothing to compare" in chapter.pilots_words(lone)

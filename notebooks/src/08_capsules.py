@@ -465,17 +465,18 @@ display(Markdown(chapter.settings_words(results)))
 # %% [markdown]
 # A smaller batch takes four steps for the price of one large one; Adam adapts its
 # steps differently from the official RMSProp; fewer part and object capsules make
-# each step cheaper. Across such changes a step is no longer the same amount of work,
-# so {numref}`fig-scae-pilots` and the table under it compare the settings by
-# training time on one CPU thread, each one seed, the same model otherwise.
-# Pretraining the parts alone before the objects join is a fourth idea this page has
-# not tried.
+# each step cheaper. A fourth idea trains the part capsule autoencoder alone for the
+# first pass, so that the objects start from parts that already explain the images;
+# those steps skip the objects and cost less. Across such changes a step is no
+# longer the same amount of work, so {numref}`fig-scae-pilots` and the table under it
+# compare the settings by training time on one CPU thread, each one seed, the same
+# model otherwise.
 
 # %% mystnb={"figure": {"caption": "Training settings against training time on one CPU thread: the image log-likelihood and the k-means accuracy on the parts' mass on the validation canvases after every pass; the dotted line marks the time every setting reached, where the table below compares them.", "name": "fig-scae-pilots"}, "image": {"alt": "Two panels of curves against training minutes, one curve per training setting"}}
 fig = chapter.pilots_figure(results)
 
 # %%
-display(Markdown(chapter.pilots_words(results)))
+display(Markdown(chapter.pilots_words(results) + " " + chapter.warm_up_words(results)))
 pilots = chapter.pilots_table(results)
 if pilots is not None:
     display(pilots)

@@ -747,9 +747,12 @@ def _setting_words(settings: dict) -> str:
         words += (f", {settings.get('n_parts', recipe.n_parts)} parts and "
                   f"{settings.get('n_objects', recipe.n_objects)} objects")
     if settings.get("parts_epochs"):
-        n = settings["parts_epochs"]
-        words += f", parts alone for the first {'epoch' if n == 1 else f'{n} epochs'}"
+        words += f", parts alone for the first {_plural(settings['parts_epochs'], 'pass', 'passes')}"
     return words
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else f"{n} {many}"
 
 
 def _rate_only(settings: dict) -> bool:
@@ -901,8 +904,8 @@ def pilots_words(results: dict) -> str:
     ranked = sorted(mass, key=mass.get, reverse=True)
     text = (f"Given the same {fmt(budget / 60, 0)} minutes of one CPU thread, {best} sorts the most validation "
             f"canvases right by the parts' mass ({_p(mass[best])}), then "
-            + ", ".join(f"{label} ({_p(mass[label])})" for label in ranked[1:]) + ". "
-            f"The image log-likelihood ranks them {', '.join(sorted(rec_ll, key=rec_ll.get, reverse=True))}, "
+            + "; ".join(f"{label} ({_p(mass[label])})" for label in ranked[1:]) + ". "
+            f"The image log-likelihood ranks them {'; '.join(sorted(rec_ll, key=rec_ll.get, reverse=True))}, "
             f"from {fmt(max(rec_ll.values()))} down to {fmt(min(rec_ll.values()))} nats.")
     finals = _final_curves(results, 0)
     steps = min(c["steps"][-1] for _, c in finals) if finals else None
@@ -912,6 +915,27 @@ def pilots_words(results: dict) -> str:
                  f"{fmt(100 * (max(spread) - min(spread)), 1)} points apart after {steps:,} steps: a gap "
                  "smaller than that is not a finding.")
     return text
+
+
+def warm_up_words(results: dict) -> str:
+    """Each pilot that trains the parts alone first against the same setting without it, at the steps both
+    reached (a warm-up step costs less than a whole one, so steps favour neither), in sentences."""
+    rows = [r for r in ((results.get("settings_per_hour") or {}).get("pilots") or {}).values() if r.get("curve")]
+    out = []
+    for row in rows:
+        if not row["settings"].get("parts_epochs"):
+            continue
+        plain = {k: v for k, v in row["settings"].items() if k != "parts_epochs"}
+        twin = next((r for r in rows if r["settings"] == plain), None)
+        if twin is None:
+            continue
+        steps = min(row["curve"]["steps"][-1], twin["curve"]["steps"][-1])
+        ours, theirs = (_curve_at(c["curve"], "val_posterior_accuracy", steps) for c in (row, twin))
+        out.append(f"With {_setting_words(plain)}, training the parts alone for the first "
+                   f"{_plural(row['settings']['parts_epochs'], 'pass', 'passes')} sorts {_p(ours)} of the "
+                   f"validation canvases right by the parts' mass after {steps:,} steps, against {_p(theirs)} "
+                   "without it.")
+    return " ".join(out)
 
 
 def presence_map_figure(model, images: torch.Tensor, labels: torch.Tensor, title: str = ""):

@@ -843,7 +843,7 @@ def pilots_figure(results: dict):
     curves = _setting_curves(results, official=False, rate_only=False)
     if len(curves) < 2:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.0))
     for label, points in curves.items():
         minutes = [s / 60 for s in points["training_seconds"]]
         axes[0].plot(minutes, points["val_rec_ll"], marker=".", label=label)
@@ -858,7 +858,7 @@ def pilots_figure(results: dict):
     axes[0].set_title("image log-likelihood")
     axes[1].set_title("k-means accuracy on the parts' mass")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 + 0.05 * -(-len(curves) // 2), 1, 1))  # room for the legend's rows
     return fig
 
 

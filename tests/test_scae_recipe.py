@@ -456,6 +456,14 @@ def test_the_pilots_are_compared_at_the_training_time_all_of_them_reached():
         "With RMSProp, learning rate 3e-4, training the parts alone for the first pass sorts 40.0 % of the "
         "validation canvases right by the parts' mass after 860 steps, against 30.0 % without it.")
     assert "RMSProp, learning rate 3e-4, parts alone for the first pass" in chapter._pilot_rows(results)[1]
+    # The budget is now d's 560 s; c (batch 128, not the final setting) went on to 650 s and 1,290 steps, and
+    # is set against the final seeds that reached as many steps (a is the final setting, b another batch).
+    assert chapter._longest_pilot_words(results) == ""  # no final seed reached 1,290 steps
+    results["accuracy_vs_compute"]["0"] = {"steps": [430, 860, 1290], "val_posterior_accuracy": [0.2, 0.5, 0.55]}
+    assert chapter.pilots_words(results).replace("\u00a0", " ").endswith(
+        " RMSProp, learning rate 3e-4, 24 parts and 16 objects was then trained on to 1,290 steps: 25.0 % of the "
+        "validation canvases right by the parts' mass, against 55.0 % for the final setting's seed after as many "
+        "steps.")
     lone = {"settings_per_hour": {"pilots": {"a": results["settings_per_hour"]["pilots"]["a"]}}}
     assert chapter.pilots_table(lone) is None and chapter.pilots_figure(lone) is None
     assert "nothing to compare" in chapter.pilots_words(lone)

@@ -37,6 +37,7 @@ from .. import book, runner
 from ..book import Raw, fmt, pct
 from ..data.shifted_mnist import shifted_mnist_test
 from ..experiments.scae import (
+    FINAL_CHANGES,
     OFFICIAL_STEPS,
     PAPER,
     SCAERecipe,
@@ -914,7 +915,28 @@ def pilots_words(results: dict) -> str:
         text += (f" Each pilot is one seed, and the final setting's {len(spread)} seeds alone lie "
                  f"{fmt(100 * (max(spread) - min(spread)), 1)} points apart after {steps:,} steps: a gap "
                  "smaller than that is not a finding.")
-    return text
+    return text + _longest_pilot_words(results)
+
+
+def _longest_pilot_words(results: dict) -> str:
+    """The pilot at batch 128 trained furthest past the common budget, against the final setting's seeds
+    after as many steps (at one batch size a step is as many digits)."""
+    budget, _ = _pilot_rows(results)
+    pilots = [row for row in ((results.get("settings_per_hour") or {}).get("pilots") or {}).values()
+              if row.get("curve") and row["settings"] != FINAL_CHANGES and "batch_size" not in row["settings"]]
+    row = max(pilots, key=lambda r: r["curve"]["training_seconds"][-1], default=None)
+    if row is None or budget is None or row["curve"]["training_seconds"][-1] <= budget:
+        return ""
+    points = row["curve"]
+    steps = points["steps"][-1]
+    finals = _final_at(results, "val_posterior_accuracy", steps)
+    if not finals:
+        return ""
+    seeds = "seed" if len(finals) == 1 else f"{len(finals)} seeds"
+    return (f" {_setting_words(row['settings'])} was then trained on to {steps:,} steps: "
+            f"{_p(points['val_posterior_accuracy'][-1])} of the validation canvases right by the parts' mass, "
+            f"against {_span('val_posterior_accuracy', finals)} for the final setting's {seeds} after as many "
+            "steps.")
 
 
 def warm_up_words(results: dict) -> str:

@@ -105,3 +105,65 @@ def test_the_vae_recipe_watches_validation_digits_it_never_trains_on():
         with pytest.raises(RecipeError, match=next(iter(bad))):
             VAERecipe(**bad)
     assert set(MONITORED_ON_TEST_IMAGES.values()) == {"vae_mnist_z50.pt", "vae_mnist_z2.pt"}
+
+
+# --- the two-layer IWAE ----------------------------------------------------------------------------
+def exact_two_layer_log_likelihood(model, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) = log ∫∫ p(h2) p(h1 | h2) p(x | h1) dh1 dh2 on a dense grid (one latent per layer)."""
+    grid = torch.linspace(-8, 8, 1601)
+    step = 16 / 1600
+    h2 = grid.view(-1, 1, 1)  # (n, 1, 1)
+    p_h1 = model._gaussian(model.decoders[1], h2)  # one Gaussian per grid value of h2
+    h1 = grid.view(1, -1, 1, 1)  # (1, n, 1, 1) against (n, 1, 1, 1)
+    log_p_h1 = torch.distributions.Normal(p_h1.loc.unsqueeze(1), p_h1.scale.unsqueeze(1)).log_prob(h1)[..., 0]
+    logits = model.decoders[0](grid.view(-1, 1))  # (n, pixels)
+    logits, pixels = torch.broadcast_tensors(logits.unsqueeze(1), x.flatten(1).unsqueeze(0))
+    log_px_h1 = -torch.nn.functional.binary_cross_entropy_with_logits(logits, pixels, reduction="none").sum(-1)
+    log_joint = (torch.distributions.Normal(0.0, 1.0).log_prob(grid).view(-1, 1, 1)  # h2, h1, image
+                 + log_p_h1.view(len(grid), len(grid), 1) + log_px_h1.unsqueeze(0))
+    return torch.logsumexp(log_joint.flatten(0, 1), dim=0) + 2 * math.log(step)
+
+
+def test_the_two_layer_iwae_bound_tightens_towards_the_exact_likelihood():
+    from objectcentric.models import IWAE
+
+    torch.manual_seed(4)
+    model = IWAE(latent_dims=(1, 1), hidden_dims=(6, 6), image_shape=(1, 2, 2))
+    x = torch.bernoulli(torch.full((5, 1, 2, 2), 0.5))
+    with torch.no_grad():
+        exact = exact_two_layer_log_likelihood(model, x)
+        torch.manual_seed(0)
+        elbo = torch.stack([model.iwae_log_likelihood(x, k=1) for _ in range(2000)]).mean(0)
+        iwae = model.iwae_log_likelihood(x, k=40000, chunk=10000)
+    assert (elbo < exact - 1e-3).all()
+    assert (iwae <= exact + 0.02).all() and (iwae > exact - 0.05).all()
+
+
+def test_the_iwae_trains_on_its_k_sample_bound_and_refuses_bad_settings():
+    from objectcentric.experiments.vae import IWAERecipe
+    from objectcentric.models import IWAE
+    from objectcentric.recipes import RecipeError
+
+    torch.manual_seed(0)
+    model = IWAE(latent_dims=(3, 2), hidden_dims=(8, 8), k=4, image_shape=(1, 4, 4))
+    x = torch.bernoulli(torch.rand(32, 1, 4, 4))
+    terms = model.loss(x)
+    assert set(terms) == {"loss", "neg_iwae_bound_k4", "neg_elbo"}
+    assert terms["loss"] <= terms["neg_elbo"]  # log-mean-exp of the weights is at least their mean
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(terms["loss"])
+    for _ in range(200):
+        loss = model.loss(x)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(model.loss(x)["loss"]) < first - 1.0
+    assert model.sample(3).shape == (3, 1, 4, 4)
+    with pytest.raises(ValueError, match="one hidden width per stochastic layer"):
+        IWAE(latent_dims=(3, 2), hidden_dims=(8,))
+    with pytest.raises(ValueError, match=r"shaped \(batch, 1, 4, 4\)"):
+        model.loss(torch.rand(2, 1, 5, 5))
+    with pytest.raises(RecipeError, match="k must be a whole number"):
+        IWAERecipe(k=0)
+    assert IWAERecipe().build_model().config.latent_dims == (100, 50)
+    assert IWAERecipe().shipped_name() == "iwae_mnist_k5.pt"

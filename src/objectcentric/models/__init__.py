@@ -2,8 +2,8 @@
 
 from .beta_vae import BetaVAE
 from .dvae import DVAE, DVAEST
-from .vae import VAE
+from .vae import IWAE, VAE
 
-MODEL_CLASSES = {"VAE": VAE, "BetaVAE": BetaVAE, "DVAE": DVAE, "DVAEST": DVAEST}
+MODEL_CLASSES = {"VAE": VAE, "IWAE": IWAE, "BetaVAE": BetaVAE, "DVAE": DVAE, "DVAEST": DVAEST}
 
-__all__ = ["VAE", "BetaVAE", "DVAE", "DVAEST", "MODEL_CLASSES"]
+__all__ = ["VAE", "IWAE", "BetaVAE", "DVAE", "DVAEST", "MODEL_CLASSES"]

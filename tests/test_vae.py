@@ -167,3 +167,26 @@ def test_the_iwae_trains_on_its_k_sample_bound_and_refuses_bad_settings():
         IWAERecipe(k=0)
     assert IWAERecipe().build_model().config.latent_dims == (100, 50)
     assert IWAERecipe().shipped_name() == "iwae_mnist_k5.pt"
+
+
+def test_results_name_the_best_model_and_the_chapter_words_follow_the_numbers():
+    from objectcentric.chapters import vae as chapter
+    from objectcentric.experiments.vae import nll_results
+
+    def record(nll):
+        return {"test_nll_nats": nll, "test_nll_standard_error": 0.25, "test_neg_elbo_nats": nll + 4, "k": 5000,
+                "n_test_images": 10_000, "training_epochs": 400}
+
+    body = nll_results({"plain_vae": record(87.7), "iwae": record(85.2)})
+    assert body["best_model"] == "iwae" and body["test_nll_nats"] == 85.2 and body["plain_vae"]["test_nll_nats"] == 87.7
+    assert body["meets_target"] is False and nll_results({"iwae": record(84.9)})["meets_target"] is True
+    assert nll_results({"plain_vae": record(87.7), "iwae": record(88.0)})["best_model"] == "plain_vae"
+    words = chapter.nll_gap_sentence(body)
+    assert "85.2 nats, 2.5 nats better than our VAE" in words and "1.3 nats better than ours" in words
+    assert "8.2 times as many passes" in words
+    html = str(chapter.nll_table(body)._repr_html_())
+    assert "two-layer IWAE (k = 5)" in html and "85.2 ± 0.25" in html and "83.89" in html
+    old_file = record(87.7)  # a results file from before the two-layer model: one record at the top level
+    assert "two-layer" not in chapter.nll_gap_sentence(old_file) and "87.7" in str(chapter.nll_table(old_file)._repr_html_())
+    with pytest.raises(ValueError, match="no measured model"):
+        nll_results({})

@@ -23,6 +23,7 @@ from ..recipes import Recipe, RecipeError, register
 from ..runner import Experiment, Job, Outputs, done_records, load_run, register_experiment
 
 HIDDEN_DIMS = (512, 512)
+TARGET_NLL_NATS = 85.0  # what the benchmark asks of the chapter's best model
 NLL_PROTOCOL = ("MNIST test set, stochastically binarized once (pixel ~ Bernoulli(grey value), "
                 "torch.Generator seed 0); Bernoulli likelihood; NLL = -IWAE bound with k samples "
                 "from q(z|x), averaged over images (Burda et al., 2016)")
@@ -179,21 +180,29 @@ def nll_results(measured: dict[str, dict]) -> dict:
     if not measured:
         raise ValueError("no measured model to record")
     best = min(measured, key=lambda name: measured[name]["test_nll_nats"])
-    return {**measured[best], "best_model": best, **measured}
+    return {**measured[best], "best_model": best, **measured, "target_nll_nats": TARGET_NLL_NATS,
+            "meets_target": measured[best]["test_nll_nats"] <= TARGET_NLL_NATS}
 
 
 def _collect(records: dict[str, dict], out: Outputs) -> None:
     from .. import records as rec
 
     started = time.perf_counter()
+    before = rec.read_results("vae", out.results)
+    quick = out.scale == "quick"
+    k, n_images = (5, 100) if quick else (5000, 10_000)
     measured = {}
     for key in done_records(records):
         recipe, model, payload = load_run(out.runs / key)
         entry = rec.ship(out.runs / key, checkpoints=out.checkpoints)
         if recipe.latent_dim == 50:
-            quick = out.scale == "quick"
-            measured["iwae" if isinstance(recipe, IWAERecipe) else "plain_vae"] = nll_record(
-                model, payload["history"], entry, k=5 if quick else 5000, n_images=100 if quick else 10_000)
+            name = "iwae" if isinstance(recipe, IWAERecipe) else "plain_vae"
+            kept = before.get(name, {})
+            if (kept.get("checkpoint_sha256"), kept.get("k"), kept.get("n_test_images")) == (entry["sha256"], k,
+                                                                                             n_images):
+                measured[name] = kept  # this very checkpoint was measured already (see the file's writers)
+            else:
+                measured[name] = nll_record(model, payload["history"], entry, k=k, n_images=n_images)
     if measured:
         rec.write_results("vae", nll_results(measured), directory=out.results,
                           provenance=rec.provenance(seed=0, wall_time_s=time.perf_counter() - started,

@@ -345,9 +345,10 @@ fig = chapter.plot_iwae_bounds(ks, bounds, n_images)
 # The prior over $h_1$ is no longer a fixed $\mathcal N(0, I)$ but a learned
 # mixture of Gaussians, one for every $h_2$, which can follow the shape the
 # encoder's codes take. Everything else is the recipe above: the same data,
-# validation digits, optimizer and schedule, 400 passes. One pass costs about as
-# much as the plain VAE's: the networks are narrower (Burda et al.'s 200 and 100
-# tanh units) but the decoders run five times.
+# validation digits, optimizer and schedule, 400 passes. The networks are
+# narrower than the plain VAE's (Burda et al.'s 200 and 100 tanh units), but the
+# decoders run five times, so a pass takes longer; how long, the block under the
+# table says.
 #
 # One training sample's log-weight runs up the inference network and back down
 # the generative one:

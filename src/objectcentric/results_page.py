@@ -39,9 +39,12 @@ DVAE_ST_TEST = {"model": "dvae_st", "dataset": "FullMNIST", "estimator": "exact"
                 "variant": "robust"}
 
 HEADLINES = (
-    Headline("vae", "test NLL of MNIST, 50 latents (nats, lower is better)", "vae", ("test_nll_nats",), unit="",
-             seeds=1, compare=86.76, compare_source="Burda et al. (2016), VAE with one stochastic layer",
-             better="lower"),
+    Headline("vae", "test NLL of MNIST, VAE with 50 latents (nats, lower is better)", "vae",
+             ("plain_vae", "test_nll_nats"), unit="", seeds=1, compare=86.76,
+             compare_source="Burda et al. (2016), VAE with one stochastic layer", better="lower"),
+    Headline("vae", "test NLL of MNIST, two-layer IWAE, k = 5 (nats, lower is better)", "vae",
+             ("iwae", "test_nll_nats"), unit="", seeds=1, compare=83.89,
+             compare_source="Burda et al. (2016), the same model after 3,280 passes", better="lower"),
     Headline("beta_vae", "MIG on shapes, β = 4", "beta_vae", ("mig_by_beta", "4"), unit="",
              seeds=1),
     Headline("beta_vae", "MIG on shapes, β = 1", "beta_vae", ("mig_by_beta", "1"), unit="", seeds=1),

@@ -527,7 +527,3 @@ display(
 # 5. Set `TRAIN = True` and, in the cell of {numref}`fig-vae-latent-2d`, train the
 #    2-latent model for 5 epochs instead of 40. Are its holes larger or smaller,
 #    and is its held-out negative ELBO better or worse?
-# 6. With `TRAIN = True`, train `IWAERecipe(k=1, epochs=20)` and
-#    `IWAERecipe(epochs=20)` (k = 5). Which has the better validation bound
-#    $\mathcal L_5$ after 20 passes, and which the better ELBO? Why can they
-#    disagree?

@@ -338,8 +338,10 @@ fig = chapter.plot_iwae_bounds(ks, bounds, n_images)
 # Gaussian whose mean and scale the layer above sets,
 #
 # $$
-# p(x, h_1, h_2) = p(h_2)\, p(h_1 \mid h_2)\, p(x \mid h_1), \qquad
-# q(h_1, h_2 \mid x) = q(h_1 \mid x)\, q(h_2 \mid h_1).
+# \begin{aligned}
+# p(x, h_1, h_2) &= p(h_2)\, p(h_1 \mid h_2)\, p(x \mid h_1), \\
+# q(h_1, h_2 \mid x) &= q(h_1 \mid x)\, q(h_2 \mid h_1).
+# \end{aligned}
 # $$
 #
 # The prior over $h_1$ is no longer a fixed $\mathcal N(0, I)$ but a learned

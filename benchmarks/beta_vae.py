@@ -2,6 +2,7 @@
 
     python benchmarks/beta_vae.py --device cuda --max-parallel 8 --deadline-s 480   # into results/, checkpoints/
     python benchmarks/beta_vae.py --scale quick --device cpu    # a smoke test into runs/reproduce/quick/
+    python benchmarks/beta_vae.py --device cpu --datasets one_ball two_balls --betas 2 4 8   # a part of it
 
 The runs are ``objectcentric.experiments.beta_vae.sweep_jobs`` (22 at full
 scale), trained by the one sweep runner into ``--out/<scale>/beta_vae/``, the
@@ -10,7 +11,10 @@ experiment's collect evaluates them and writes results/beta_vae.json and the
 shipped files (at the quick scale into ``--out/quick/``). With
 ``--deadline-s``, every run stops training in time for collect to finish
 before it; stopped runs are evaluated as they are and say so, and rerunning
-the same command resumes them. Without it, this is ``reproduce beta_vae``.
+the same command resumes them. ``--datasets`` and ``--betas`` train a part of
+the sweep; collect keeps the recorded evaluation of the runs it leaves out
+(``kept_from_earlier`` in the results). Without these options, this is
+``reproduce beta_vae``.
 """
 
 import argparse
@@ -32,12 +36,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-parallel", type=int, default=1, help="runs at a time")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--threads", type=int, help="torch threads per run")
+    parser.add_argument("--datasets", nargs="+", choices=bv.DATASETS, default=bv.DATASETS,
+                        help="train only the runs on these pictures")
+    parser.add_argument("--betas", nargs="+", type=float, help="train only the runs at these β")
     parser.add_argument("--deadline-s", type=float, help="end within this many seconds: runs stop early, and say so")
     args = parser.parse_args(argv)
 
     deadline = time.time() + args.deadline_s - bv.EVALUATION_RESERVE_S if args.deadline_s else None
     out = Path(args.out) / args.scale
-    records = sweep(bv.sweep_jobs(args.scale), out / "beta_vae", executor=args.executor,
+    records = sweep(bv.sweep_jobs(args.scale, args.datasets, args.betas), out / "beta_vae", executor=args.executor,
                     max_parallel=args.max_parallel, device=args.device, threads=args.threads,
                     stop=Stop(deadline=deadline) if deadline else None)
     into_book = args.scale == "full"

@@ -2,9 +2,10 @@
 
 The sweep recreates seed 001 (a recreation of Higgins et al., "Early visual
 concept learning with unsupervised deep learning", 2016): three encoder/decoder
-families × three values of β × one-ball and two-ball pictures (18 runs), and
-adds the dSprites-like shapes, where the true factors let us *measure*
-disentanglement (MIG and the β-VAE metric) at several β.
+families × three values of β × one-ball and two-ball pictures (18 runs), the
+same at three values of β above 1 (18 more), and adds the dSprites-like
+shapes, where the true factors let us *measure* disentanglement (MIG and the
+β-VAE metric) at several β.
 
 One run is :class:`BetaVAERecipe` and a seed, trained by
 :func:`objectcentric.runner.train` into its run folder. The experiment
@@ -44,7 +45,8 @@ BALL_DATASETS = ("one_ball", "two_balls")
 BALL_SIZE = 32  # seed 001 draws balls on 32 × 32 pictures
 BALL_RADIUS = 4.0  # fixed, as in seed 001 (1.2 units of a 10-unit box: 3.8 pixels)
 LATENT_DIMS = {"fc": 10, "conv": 10, "allconv": 16}  # allconv: one 4 × 4 channel, as in seed 001
-BALL_BETAS = (0.1, 0.5, 1.0)  # seed 001's values
+RECREATION_BALL_BETAS = (0.1, 0.5, 1.0)  # seed 001's values
+BALL_BETAS = (*RECREATION_BALL_BETAS, 2.0, 4.0, 8.0)  # and the β > 1 the chapter is about
 SHAPES_BETAS = (1.0, 2.0, 4.0, 8.0)
 SHAPES_ARCHITECTURE = "conv"
 TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
@@ -184,13 +186,24 @@ class BetaVAERecipe(Recipe):
         return checkpoint_name(run_key(self.dataset, self.architecture, self.beta, seed))
 
 
-def sweep_jobs(scale: str = "full", datasets=DATASETS) -> list[Job]:
-    """Every run of the sweep, the longest first: shapes at each β, then the 18 ball runs."""
+def sweep_jobs(scale: str = "full", datasets=DATASETS, betas=None) -> list[Job]:
+    """Every run of the sweep, the longest first: shapes at each β, then the 36 ball runs.
+
+    ``datasets`` and ``betas`` keep only the runs on those pictures and at those β
+    (a part of the sweep, e.g. the ball runs at β > 1).
+    """
     recipes = [BetaVAERecipe(beta=beta) for beta in SHAPES_BETAS]
     for architecture in ARCHITECTURES:  # fc first: it has the most weights
         recipes += [BetaVAERecipe(dataset=d, architecture=architecture, beta=beta, **BALLS)
                     for d in BALL_DATASETS for beta in BALL_BETAS]
-    return [Job(recipe.at_scale(scale), seed=0) for recipe in recipes if recipe.dataset in datasets]
+    return [Job(recipe.at_scale(scale), seed=0) for recipe in recipes
+            if recipe.dataset in datasets and (betas is None or recipe.beta in betas)]
+
+
+def job_row_key(job: Job) -> str:
+    """The key of a job's row in the results (``run_key``)."""
+    r = job.recipe
+    return run_key(r.dataset, r.architecture, r.beta, job.seed)
 
 
 # --- evaluating a trained run ---------------------------------------------------------------------------
@@ -333,8 +346,9 @@ def summarize(runs: list[dict], scale: str, failed: dict[str, str]) -> dict:
                   "wanted": "MIG >= 0.35 at beta = 4 and >= 2 x the beta = 1 value",
                   "met": bool(mig["4"] >= 0.35 and mig["4"] >= 2 * mig["1"])}
     return {
-        "description": ("beta-VAE sweep (Chapter 2): seed 001's 3 architectures x 3 beta x one-/two-ball "
-                        "pictures, plus beta on dSprites-like shapes with MIG and the beta-VAE metric. "
+        "description": ("beta-VAE sweep (Chapter 2): seed 001's 3 architectures x one-/two-ball pictures at "
+                        "its 3 beta and at 3 beta above 1, plus beta on dSprites-like shapes with MIG and the "
+                        "beta-VAE metric. "
                         "reconstruction_nats, kl_nats: held-out ELBO terms per image (one posterior sample); "
                         "posterior_std: each latent's posterior std averaged over held-out images; "
                         "mig, betavae_metric: from the posterior means, on shapes. Each run records where "
@@ -343,7 +357,7 @@ def summarize(runs: list[dict], scale: str, failed: dict[str, str]) -> dict:
         "quick": scale == "quick",
         "settings": {"recipe": BetaVAERecipe().at_scale(scale).settings(), "balls": BALLS,
                      "learning_rates": LEARNING_RATES, "latent_dims": LATENT_DIMS,
-                     "ball_betas": BALL_BETAS, "shapes_betas": SHAPES_BETAS, "ball_size": BALL_SIZE,
+                     "ball_betas": BALL_BETAS, "recreation_ball_betas": RECREATION_BALL_BETAS, "shapes_betas": SHAPES_BETAS, "ball_size": BALL_SIZE,
                      "ball_radius": BALL_RADIUS, "traversal_values": TRAVERSAL_VALUES},
         "mig_by_beta": mig,
         "betavae_metric_by_beta": by_beta(runs, "betavae_metric"),
@@ -366,12 +380,33 @@ def held_out_data(device):
     return held_out
 
 
+def earlier_runs(out: Outputs, keys: set[str]) -> tuple[list[dict], dict]:
+    """The rows and frames of the runs ``keys`` as the results in ``out`` recorded them: ``(rows, frames)``.
+
+    For a part of the sweep trained on its own (``sweep_jobs(betas=...)``): the
+    runs it did not train keep their earlier evaluation, and each row its own
+    command, commit and device. Rows without frames, and a file of the other
+    scale, are not kept.
+    """
+    from ..checkpoints import read_shipped
+    from .. import records as rec
+
+    old = rec.read_results(RESULTS_NAME, out.results)
+    if not keys or not old.get("runs") or old.get("quick") != (out.scale == "quick"):
+        return [], {}
+    frames = read_shipped(FRAMES_NAME, out.checkpoints)["runs"]
+    rows = [r for r in old["runs"] if r["key"] in keys and r["key"] in frames]
+    return rows, {r["key"]: frames[r["key"]] for r in rows}
+
+
 def collect(records: dict[str, dict], out: Outputs) -> dict:
     """Evaluate every trained run of the sweep; write ``beta_vae.json``, the frames and the live models.
 
     Runs that finished or were stopped early (their records say which) are
-    evaluated as they are; failed or missing runs are listed under ``failed``.
-    Returns the whole results file.
+    evaluated as they are; failed runs are listed under ``failed``. The sweep's
+    runs that ``records`` does not hold (a part of the sweep was trained) keep
+    their recorded rows and frames (:func:`earlier_runs`), listed under
+    ``kept_from_earlier``. Returns the whole results file.
     """
     from .. import records as rec
 
@@ -391,15 +426,19 @@ def collect(records: dict[str, dict], out: Outputs) -> dict:
             shipped.append(row)
         print(f"{row['key']}: reconstruction {row['reconstruction_nats']:.2f}, KL {row['kl_nats']:.2f} nats"
               + (f", MIG {row['mig']:.3f}, beta-VAE metric {row['betavae_metric']:.3f}" if "mig" in row else ""))
-    body = summarize(rows, out.scale, failed)
-    wall = sum(r["train_wall_time_s"] for r in rows) + time.perf_counter() - started
+    by_run = {job.key: job_row_key(job) for job in sweep_jobs(out.scale)}
+    kept, kept_frames = earlier_runs(out, {key for run, key in by_run.items() if run not in records})
+    frames.update(kept_frames)
+    body = summarize(rows + kept, out.scale, failed)
+    body["kept_from_earlier"] = sorted(r["key"] for r in kept)
+    wall = sum(r["train_wall_time_s"] for r in rows + kept) + time.perf_counter() - started
     provenance = rec.provenance(seed=0, wall_time_s=wall, device=device, scale=out.scale)
     # Two keys of the file recorded before each run carried its own provenance; a new sweep makes them stale.
     whole = rec.write_results(RESULTS_NAME, body, provenance=provenance, directory=out.results,
                               drop=("runs_from_earlier_command", "skipped_at_deadline"))
     info = {k: provenance[k] for k in ("command", "commit", "device", "seed", "wall_time_s", "date")}
     rec.ship_payload(out.checkpoints, FRAMES_NAME, {"quick": body["quick"], "runs": frames}, info,
-                     {"runs": len(rows)})
+                     {"runs": len(frames), "evaluated_here": len(rows)})
     for row in shipped:
         rec.ship(out.runs / row["run"], expect=BetaVAERecipe.name, checkpoints=out.checkpoints,
                  metrics={k: row[k] for k in ("reconstruction_nats", "kl_nats", "mig", "betavae_metric")})

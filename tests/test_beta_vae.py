@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from objectcentric.chapters import beta_vae as chapter
 from objectcentric.checkpoints import CheckpointError, load_model_state, load_shipped, model_payload, read_shipped
 from objectcentric.experiments import beta_vae as bv
 from objectcentric.models import MODEL_CLASSES, VAE, BetaVAE
@@ -166,7 +167,7 @@ def test_only_the_live_decoded_shapes_models_ship():
 
 def test_the_full_sweep_is_the_recorded_one():
     jobs = bv.sweep_jobs("full")
-    assert EXPERIMENTS["beta_vae"] is bv.EXPERIMENT and len({job.key for job in jobs}) == len(jobs) == 22
+    assert EXPERIMENTS["beta_vae"] is bv.EXPERIMENT and len({job.key for job in jobs}) == len(jobs) == 40
     recorded = read_results(bv.RESULTS_NAME)
     by_config = {(j.recipe.dataset, j.recipe.architecture, j.recipe.beta, j.seed): j.recipe for j in jobs}
     for run in recorded["runs"]:
@@ -175,6 +176,9 @@ def test_the_full_sweep_is_the_recorded_one():
             run["batch_size"], run["lr"], run["n_train"], run["n_val"]), run["key"]
         assert recipe.epochs == 8 and not recipe.quick
     assert [j.recipe.dataset for j in jobs[:4]] == ["shapes"] * 4  # the longest first
+    part = bv.sweep_jobs("full", bv.BALL_DATASETS, (2.0, 4.0, 8.0))  # the ball runs at beta > 1
+    assert len(part) == 18 and {j.recipe.beta for j in part} == {2.0, 4.0, 8.0}
+    assert {j.key for j in part} <= {j.key for j in jobs} and {j.recipe.dataset for j in part} == set(bv.BALL_DATASETS)
 
 
 # --- the sweep, on the one runner ---------------------------------------------------------------------
@@ -280,12 +284,30 @@ def test_a_stopped_run_is_recorded_as_stopped_evaluated_and_resumed(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.model.state_dict().values()))
 
 
+def test_a_part_of_the_sweep_keeps_the_recorded_rows_and_frames_of_the_rest(tmp_path):
+    first, second = (j for j in subset_jobs() if j.recipe.dataset == "one_ball" and j.recipe.architecture != "allconv")
+    outputs = Outputs(runs=tmp_path / "runs", results=tmp_path / "results", checkpoints=tmp_path / "ck", scale="quick")
+    before = bv.collect(sweep([first], outputs.runs, executor="inline", device="cpu"), outputs)
+    assert [r["key"] for r in before["runs"]] == [bv.job_row_key(first)] and before["kept_from_earlier"] == []
+    after = bv.collect(sweep([second], outputs.runs, executor="inline", device="cpu"), outputs)
+    assert sorted(r["key"] for r in after["runs"]) == sorted(map(bv.job_row_key, (first, second)))
+    assert after["kept_from_earlier"] == [bv.job_row_key(first)] and after["n_runs"] == 2
+    assert bv.find_run(after["runs"], "one_ball", first.recipe.architecture, 1.0) == before["runs"][0]
+    frames = read_shipped(bv.FRAMES_NAME, outputs.checkpoints)["runs"]
+    assert sorted(frames) == sorted(r["key"] for r in after["runs"])
+    (part,) = chapter.provenance_details(after).values()  # one command trained both, in two calls
+    assert part.startswith("2 runs (conv on one ball; fc on one ball; β = 1) on a CPU")
+    both = sweep([first, second], outputs.runs, executor="inline", device="cpu")  # trained: evaluated, not kept
+    again = bv.collect(both, outputs)
+    assert again["kept_from_earlier"] == [] and again["n_runs"] == 2
+
+
 def test_the_benchmark_turns_its_deadline_into_a_stop(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("beta_vae_benchmark", ROOT / "benchmarks" / "beta_vae.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     one_ball_run = subset_jobs()[2:3]
-    monkeypatch.setattr(bv, "sweep_jobs", lambda scale: one_ball_run)
+    monkeypatch.setattr(bv, "sweep_jobs", lambda scale, *subset: one_ball_run)
     results = benchmark.main(["--scale", "quick", "--executor", "inline", "--device", "cpu", "--out", str(tmp_path),
                               "--deadline-s", "1"])  # already past: every run stops after its first step
     (run,) = results["runs"]

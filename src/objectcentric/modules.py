@@ -7,6 +7,15 @@ import torch
 from torch import nn
 
 
+def config_from(cls: type, config, settings: dict):
+    """A model's config: ``config`` as given, or a ``cls`` built from ``settings`` (its fields as keywords;
+    lists are read as tuples, as a checkpoint's JSON stores them). Both at once are a TypeError."""
+    if config is not None and settings:
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise TypeError(f"give {article} {cls.__name__} or its fields as keywords, not both")
+    return config or cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """A fully connected network: ``sizes[0]`` inputs to ``sizes[-1]`` outputs.
 

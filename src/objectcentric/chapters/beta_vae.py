@@ -286,17 +286,21 @@ def device_table(runs: list[dict]):
 
 def provenance_details(results: dict) -> dict:
     """``results/beta_vae.json`` -> the ``details`` of its "How this was measured" block:
-    the first part of the sweep, which the file's top-level provenance does not name."""
-    earlier = results.get("runs_from_earlier_command")
-    if not earlier:
-        return {}
-    return {
-        "first part of the sweep": earlier["runs"],
-        "its command": earlier["command"],
-        "its device": earlier["device"],
-        "its code version (commit)": earlier["commit"],
-        "second part": earlier.get("note", ""),
-    }
+    every part of the sweep (the runs one command trained), from the runs' own records."""
+    parts = defaultdict(list)
+    for r in results["runs"]:
+        parts[r.get("command"), r.get("commit"), _device_name(r["device"])].append(r)
+    details = {}
+    for i, ((command, commit, device), group) in enumerate(parts.items(), 1):
+        which = sorted(
+            {f"{r['architecture']} on {DATASET_TITLES[r['dataset']]}" for r in group}
+        )
+        betas = ", ".join(f"{b:g}" for b in sorted({r["beta"] for r in group}))
+        details[f"part {i} of the sweep"] = (
+            f"{len(group)} runs ({'; '.join(which)}; β = {betas}) on a {device}, "
+            f"trained by {command or 'a command not recorded'} at commit {commit or 'not recorded'}"
+        )
+    return details
 
 
 def latents_used_table(runs: list[dict], threshold: float = 0.5):

@@ -427,7 +427,8 @@ def collect(records: dict[str, dict], out: Outputs) -> dict:
         print(f"{row['key']}: reconstruction {row['reconstruction_nats']:.2f}, KL {row['kl_nats']:.2f} nats"
               + (f", MIG {row['mig']:.3f}, beta-VAE metric {row['betavae_metric']:.3f}" if "mig" in row else ""))
     by_run = {job.key: job_row_key(job) for job in sweep_jobs(out.scale)}
-    kept, kept_frames = earlier_runs(out, {key for run, key in by_run.items() if run not in records})
+    not_run = {key for run, key in by_run.items() if run not in records} - {row["key"] for row in rows}
+    kept, kept_frames = earlier_runs(out, not_run)
     frames.update(kept_frames)
     body = summarize(rows + kept, out.scale, failed)
     body["kept_from_earlier"] = sorted(r["key"] for r in kept)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..modules import mlp
+from ..modules import config_from, mlp
 from .vae import VAE
 
 ARCHITECTURES = ("fc", "conv", "allconv")
@@ -162,9 +162,7 @@ class BetaVAE(VAE):
     """
 
     def __init__(self, config: BetaVAEConfig | None = None, **settings):
-        if config is not None and settings:
-            raise TypeError("give a BetaVAEConfig or its fields as keywords, not both")
-        config = config or BetaVAEConfig(**settings)
+        config = config_from(BetaVAEConfig, config, settings)
         # Skip VAE.__init__, which would build Chapter 1's networks only to replace them.
         nn.Module.__init__(self)
         self.config = config

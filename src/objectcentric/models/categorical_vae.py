@@ -18,7 +18,7 @@ from torch import nn
 
 from ..checks import check_image_batch
 from ..estimators import exact_expectation, make_estimator
-from ..modules import mlp
+from ..modules import config_from, mlp
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,7 @@ class CategoricalVAE(nn.Module):
 
     def __init__(self, config: CategoricalVAEConfig | None = None, **settings):
         super().__init__()
-        if config is not None and settings:
-            raise TypeError("give a CategoricalVAEConfig or its fields as keywords, not both")
-        config = config or CategoricalVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                   for k, v in settings.items()})
+        config = config_from(CategoricalVAEConfig, config, settings)
         self.config = config
         self.num_classes = int(config.num_classes)
         self.image_shape = tuple(int(s) for s in config.image_shape)

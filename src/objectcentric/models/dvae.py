@@ -57,7 +57,7 @@ from torch import nn
 from .. import spatial
 from ..checks import check_image_batch
 from ..estimators import exact_expectation, make_estimator
-from ..modules import ReplicaLinear, replica_mlp
+from ..modules import ReplicaLinear, config_from, replica_mlp
 
 PIXEL_VARIANCE = 0.15
 TRANSFORM_PRIOR_VARIANCE = 0.01
@@ -110,9 +110,7 @@ class DVAE(nn.Module):
 
     def __init__(self, config: DVAEConfig | None = None, *, seeds=None, **settings):
         super().__init__()
-        if config is not None and settings:
-            raise TypeError(f"give a {self.CONFIG.__name__} or its fields as keywords, not both")
-        config = config or self.CONFIG(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        config = config_from(self.CONFIG, config, settings)
         if not isinstance(config, self.CONFIG):
             raise TypeError(f"{type(self).__name__} is built from a {self.CONFIG.__name__}, got {type(config).__name__}")
         if config.num_classes < 2:

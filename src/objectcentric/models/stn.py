@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_image_batch
+from ..modules import config_from
 from ..spatial import crop
 
 __all__ = ["MODELS", "STNConfig", "STN", "ConvClassifier", "LocalisationNet", "baseline_config", "build_model",
@@ -119,9 +120,7 @@ class STN(nn.Module):
 
     def __init__(self, config: STNConfig | None = None, **settings):
         super().__init__()
-        if config is not None and settings:
-            raise TypeError("give an STNConfig or its fields as keywords, not both")
-        config = config or STNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        config = config_from(STNConfig, config, settings)
         if not config.crop_size <= config.canvas_size:
             raise ValueError(f"crop_size ({config.crop_size}) must not exceed canvas_size ({config.canvas_size})")
         self.config = config

@@ -14,7 +14,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from ..checks import check_image_batch
-from ..modules import mlp
+from ..modules import config_from, mlp
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None, **settings):
         super().__init__()
-        if config is not None and settings:
-            raise TypeError("give a VAEConfig or its fields as keywords, not both")
-        config = config or VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        config = config_from(VAEConfig, config, settings)
         self.config = config
         self.latent_dim = int(config.latent_dim)
         self.image_shape = tuple(config.image_shape)
@@ -157,9 +155,7 @@ class IWAE(nn.Module):
 
     def __init__(self, config: IWAEConfig | None = None, **settings):
         super().__init__()
-        if config is not None and settings:
-            raise TypeError("give an IWAEConfig or its fields as keywords, not both")
-        config = config or IWAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        config = config_from(IWAEConfig, config, settings)
         if len(config.latent_dims) != len(config.hidden_dims) or not config.latent_dims:
             raise ValueError(f"give one hidden width per stochastic layer, got latent_dims={config.latent_dims} "
                              f"and hidden_dims={config.hidden_dims}")

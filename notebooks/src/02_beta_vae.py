@@ -247,17 +247,19 @@ fig = plot_posterior_std(runs)
 chapter.latents_used_table(runs, threshold=0.5)
 
 # %% [markdown]
-# The values of β above 1, which the recreation did not try, carry its trend on:
-# the count of latents in use keeps falling as β grows (once, for conv on two
-# balls, it rises by one from β = 2 to β = 4). How far it can fall depends on the pictures. One ball has two
-# factors, its two coordinates, and at β = 8 the fc model keeps exactly two
-# latents; the conv and allconv models at β = 8 keep none on one ball, a
-# *collapsed* posterior: the KL term has become so expensive that the best
-# code ignores the picture, and the decoder draws the average one (the
-# reconstruction figure below shows the price). Two balls have four factors,
-# and at β = 8 the models keep three to six latents. Fewer latents is not yet
-# disentanglement; the traversals and the scores on shapes below ask whether
-# the latents that remain line up with the factors.
+# The values of β above 1, which the recreation did not try, carry its trend
+# on: the count of latents in use keeps falling as β grows (once, for conv on
+# two balls, it rises by one from β = 2 to β = 4). How far it can fall depends
+# on the pictures. One ball has two factors, its two coordinates, and at β = 8
+# the fc model keeps exactly two latents. The conv model at β = 8 keeps none: a
+# *collapsed* posterior, whose KL is zero because the KL term has become so
+# expensive that the best code ignores the picture, and the decoder draws the
+# average one (the reconstruction figure below shows the price). The allconv
+# model at β = 8 has no latent below 0.5 either, but it is not collapsed: it
+# still carries about 7 nats, spread thinly over its 16 latents. Two balls have
+# four factors, and at β = 8 the models keep three to six latents. Fewer latents
+# is not yet disentanglement; the traversals above and the scores on shapes
+# below ask whether the latents that remain line up with the factors.
 
 # %% [markdown]
 # ## The price of β in reconstruction
@@ -420,8 +422,8 @@ fig = plot_factor_information(runs)
 # - On balls, the recorded runs reproduce the recreation's three figures: the
 #   traversals, the latents in use falling with β, and reconstruction paying for
 #   it. Above β = 1 the trend goes on, down to two latents for the one-ball
-#   picture's two coordinates (fc at β = 8), or, for the convolutional
-#   families, to a collapsed code that ignores the picture.
+#   picture's two coordinates (fc at β = 8), or, for conv at β = 8, to a
+#   collapsed code that ignores the picture.
 # - On shapes, MIG and the β-VAE metric measure disentanglement; in the recorded
 #   runs, which are short and have one seed per β, a larger β did not raise them.
 #

@@ -67,6 +67,7 @@ from .air import (
     AIRRecipe,
     fresh_test_canvases,
     load_air_run,
+    mean_neg_elbo,
     validation_canvases,
 )
 from .dvae import DVAERecipe, kmeans_plus_plus
@@ -236,17 +237,6 @@ def shipped_dvae_st(device="cpu") -> DVAEST:
 
 
 # --- what a model finds, and how it is scored -------------------------------------------------------
-@torch.no_grad()
-def mean_neg_elbo(model: DAIR, images: torch.Tensor, batch_size: int = 500, seed: int = 0) -> float:
-    """The model's -ELBO per canvas averaged over ``images`` (one seeded sample; the global RNG is untouched)."""
-    device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        total = sum(float(model.neg_elbo(images[i:i + batch_size].to(device)).double().sum())
-                    for i in range(0, len(images), batch_size))
-    return total / len(images)
-
-
 @torch.no_grad()
 def greedy_objects(model: AIR, images: torch.Tensor, batch_size: int = 500, crop: int | None = None) -> dict:
     """Greedy inference on ``images`` in batches: per canvas and step ``pres`` (N, S) bool, ``where``,

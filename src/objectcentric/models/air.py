@@ -374,6 +374,14 @@ class AIR(nn.Module):
         nll = -self.log_likelihood(x, trace.canvas)
         return self._loss_terms(trace, nll, nll, counts)
 
+    @torch.no_grad()
+    def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """-ELBO per canvas (B,), one sample of every latent (KL terms unweighted, exact per latent)."""
+        x = self.check_canvas(x)
+        trace = self._infer(x, greedy=False, keep_baseline_inputs=False)
+        kl = (trace.kl_pres + trace.kl_where + trace.kl_what).sum(1)
+        return -self.log_likelihood(x, trace.canvas) + kl
+
     def _loss_terms(self, trace: AIRTrace, nll: torch.Tensor, reconstruction: torch.Tensor,
                     counts: torch.Tensor | None, extra_loss: torch.Tensor | None = None,
                     extra_terms: dict | None = None) -> dict[str, torch.Tensor]:

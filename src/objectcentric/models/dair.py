@@ -423,10 +423,3 @@ class DAIR(AIR):
         return self._loss_terms(trace, nll, nll.detach() + pathwise, counts,
                                 extra_loss=control + self.config.marginal_weight * marginal, extra_terms=extra)
 
-    @torch.no_grad()
-    def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """-ELBO per canvas (B,), one sample of every latent (KL terms unweighted, exact per latent)."""
-        x = self.check_canvas(x)
-        trace = self._infer(x, greedy=False, keep_baseline_inputs=False)
-        kl = (trace.kl_pres + trace.kl_where + trace.kl_what).sum(1)
-        return -self.log_likelihood(x, trace.canvas) + kl

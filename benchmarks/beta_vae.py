@@ -3,6 +3,7 @@
     python benchmarks/beta_vae.py --device cuda --max-parallel 8 --deadline-s 480   # into results/, checkpoints/
     python benchmarks/beta_vae.py --scale quick --device cpu    # a smoke test into runs/reproduce/quick/
     python benchmarks/beta_vae.py --device cpu --datasets one_ball two_balls --betas 2 4 8   # a part of it
+    python benchmarks/beta_vae.py --restate   # recompute the statistics by β of the recorded runs only
 
 The runs are ``objectcentric.experiments.beta_vae.sweep_jobs`` (22 at full
 scale), trained by the one sweep runner into ``--out/<scale>/beta_vae/``, the
@@ -39,18 +40,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--datasets", nargs="+", choices=bv.DATASETS, default=bv.DATASETS,
                         help="train only the runs on these pictures")
     parser.add_argument("--betas", nargs="+", type=float, help="train only the runs at these β")
+    parser.add_argument("--restate", action="store_true",
+                        help="train and evaluate nothing: recompute the statistics by β from the recorded runs")
     parser.add_argument("--deadline-s", type=float, help="end within this many seconds: runs stop early, and say so")
     args = parser.parse_args(argv)
 
-    deadline = time.time() + args.deadline_s - bv.EVALUATION_RESERVE_S if args.deadline_s else None
+    into_book = args.scale == "full"
     out = Path(args.out) / args.scale
+    outputs = Outputs(runs=out / "beta_vae", scale=args.scale,
+                      results=results_dir() if into_book else out / "results",
+                      checkpoints=checkpoint_dir() if into_book else out / "checkpoints")
+    if args.restate:
+        return bv.restate(outputs)
+    deadline = time.time() + args.deadline_s - bv.EVALUATION_RESERVE_S if args.deadline_s else None
     records = sweep(bv.sweep_jobs(args.scale, args.datasets, args.betas), out / "beta_vae", executor=args.executor,
                     max_parallel=args.max_parallel, device=args.device, threads=args.threads,
                     stop=Stop(deadline=deadline) if deadline else None)
-    into_book = args.scale == "full"
-    return bv.collect(records, Outputs(runs=out / "beta_vae", scale=args.scale,
-                                       results=results_dir() if into_book else out / "results",
-                                       checkpoints=checkpoint_dir() if into_book else out / "checkpoints"))
+    return bv.collect(records, outputs)
 
 
 if __name__ == "__main__":

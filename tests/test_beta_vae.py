@@ -15,6 +15,7 @@ from objectcentric.experiments import beta_vae as bv
 from objectcentric.models import MODEL_CLASSES, VAE, BetaVAE
 from objectcentric.models.beta_vae import BetaVAEConfig
 from objectcentric.recipes import RecipeError, from_settings
+from objectcentric import records
 from objectcentric.records import read_results
 from objectcentric.runner import EXPERIMENTS, Job, Outputs, load_or_train, load_run, read_record, sweep, train
 from objectcentric.train import Stop
@@ -212,8 +213,11 @@ def test_collect_writes_every_key_the_notebook_reads(quick_sweep):
     outputs, records, returned = quick_sweep
     results = read_results(bv.RESULTS_NAME, outputs.results)
     assert results == json.loads(json.dumps(returned)) and results["quick"] is True and results["scale"] == "quick"
-    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "n_runs", "runs", "target"):
+    for key in ("command", "commit", "device", "seed", "wall_time_s", "date", "n_runs", "runs", "target",
+                "shapes_runs", "mig_median_by_beta", "betavae_metric_median_by_beta"):
         assert key in results, key
+    assert {(r["beta"], r["seed"]) for r in results["shapes_runs"]} == {
+        (r["beta"], r["seed"]) for r in results["runs"] if r["dataset"] == "shapes"}
     assert results["settings"]["traversal_values"] == list(bv.TRAVERSAL_VALUES) and results["n_runs"] == len(SUBSET)
     assert set(results["mig_by_beta"]) == set(results["betavae_metric_by_beta"]) == {"1", "4"}
     assert results["target"]["met"] in (True, False) and results["failed"] == {}
@@ -348,3 +352,35 @@ def test_a_shipped_beta_vae_file_names_the_seed_of_its_run():
     recipe = bv.BetaVAERecipe(beta=4.0)
     assert recipe.shipped_name() == "beta_vae_shapes_conv_beta4_seed0.pt"
     assert recipe.shipped_name(3) == "beta_vae_shapes_conv_beta4_seed3.pt"
+
+
+def shapes_row(beta, seed, mig, metric=0.5):
+    return {"key": bv.run_key("shapes", "conv", beta, seed), "dataset": "shapes", "architecture": "conv",
+            "beta": beta, "seed": seed, "steps": 100, "mig": mig, "betavae_metric": metric, "device": "cpu"}
+
+
+def test_the_statistics_by_beta_are_medians_and_ranges_over_seeds():
+    runs = [shapes_row(1.0, s, m) for s, m in enumerate((0.05, 0.10, 0.02))]
+    runs += [shapes_row(4.0, s, m, 0.9) for s, m in enumerate((0.30, 0.12, 0.40, 0.25))]
+    runs.append({**shapes_row(1.0, 9, 0.9), "dataset": "one_ball"})  # balls have no MIG statistics
+    stats = bv.shapes_statistics(runs)
+    assert stats["mig_median_by_beta"] == {"1": 0.05, "4": 0.275}
+    assert stats["mig_spread_by_beta"]["4"] == {"median": 0.275, "min": 0.12, "max": 0.40, "seeds": [0, 1, 2, 3]}
+    assert stats["betavae_metric_median_by_beta"] == {"1": 0.5, "4": 0.9}
+    assert len(stats["shapes_runs"]) == 7 and set(stats["shapes_runs"][0]) == set(bv.SHAPES_RUN_FIELDS)
+    target = stats["target"]
+    assert target["ratio_of_medians"] == 5.5 and target["best_mig_at_beta4"] == 0.40 and target["met"] is True
+    low = bv.shapes_statistics([r for r in runs if r["mig"] != 0.40])["target"]  # best beta = 4 seed 0.30
+    assert low["met"] is False and low["seeds_at_beta4"] == 3
+
+
+def test_restate_recomputes_the_statistics_and_keeps_the_rows(tmp_path):
+    outputs = Outputs(runs=tmp_path / "runs", scale="full", results=tmp_path, checkpoints=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no recorded runs"):
+        bv.restate(outputs)
+    rows = [shapes_row(1.0, 0, 0.02), shapes_row(4.0, 0, 0.04)]
+    records.write_results(bv.RESULTS_NAME, {"runs": rows, "mig_by_beta": {"1": 0.5}}, directory=tmp_path,
+                          provenance=records.provenance(seed=0, wall_time_s=1.0))
+    whole = bv.restate(outputs)
+    assert whole["runs"] == rows and whole["mig_by_beta"] == {"1": 0.02, "4": 0.04}
+    assert whole["mig_median_by_beta"] == {"1": 0.02, "4": 0.04} and whole["target"]["ratio_of_medians"] == 2.0

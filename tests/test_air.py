@@ -151,7 +151,8 @@ def test_the_shipped_checkpoint_loads_into_the_recipes_model():
     payload = load_shipped(recipe.shipped_name(), model)
     assert payload["epoch"] == 30 and model.config.pixel_std == PIXEL_STD
     shipped, info = load_air_run(checkpoint_dir() / recipe.shipped_name())  # the benchmark's loader
-    assert info["seed"] == 3 and torch.equal(shipped.where_head.bias, model.where_head.bias)
+    listed = read_manifest()["checkpoints"][recipe.shipped_name()]
+    assert info["seed"] == listed["seed"] and torch.equal(shipped.where_head.bias, model.where_head.bias)
 
 
 def test_a_confusion_table_counts_true_against_found():
@@ -304,3 +305,64 @@ def test_the_reference_is_set_beside_ours_on_the_same_canvases_when_it_was_measu
     assert chapter.reference_three_digits(results) == (0.04, True)
     table = chapter.benchmark_table(results).data.replace("\u00a0", " ")
     assert "the reference, on these canvases" in table and "4.00 %" in table and "7.6 %" in table
+
+
+def test_count_errors_are_told_as_missed_or_extra_from_the_confusion():
+    from objectcentric.chapters import air as chapter
+
+    results = {"confusion": [[10, 0, 0, 0], [3, 7, 0, 0], [0, 2, 6, 1], [0, 0, 0, 0]],
+               "three_digit_confusion": [[0] * 4, [0] * 4, [0] * 4, [0, 0, 0, 5]]}
+    words = chapter.count_error_words(results).replace("\u00a0", " ")
+    assert "most of its 6 errors are a digit missed: 3 canvases with 1 digit counted as 0, 2 canvases " \
+           "with 2 digits counted as 1, 1 canvas with 2 digits counted as 3." in words
+    assert "On canvases with 3 digits it makes no error." in words
+    results["confusion"] = [[10, 1], [0, 9]]
+    assert "all of its 1 errors are an extra object" in chapter.count_error_words(results)
+
+
+def test_the_words_beyond_training_follow_the_found_counts():
+    from objectcentric.chapters import air as chapter
+
+    beyond = {"count_accuracy_by_digits": {"3": 0.9, "4": 0.5, "5": 0.2},
+              "count_accuracy_by_digits_3_steps": {"3": 0.95, "4": 0.0, "5": 0.0},
+              "count_accuracy_by_digits_small": {"3": 0.7, "4": 0.4, "5": 0.2},
+              "found_counts_by_digits": {"3": [0, 0, 5, 90, 5, 0, 0], "4": [0, 0, 0, 10, 50, 40, 0],
+                                         "5": [0, 0, 30, 50, 20, 0, 0]},
+              "too_many_found_by_digits": {"3": {"too_many": 5, "two_windows_overlap": 5},
+                                           "4": {"too_many": 40, "two_windows_overlap": 39},
+                                           "5": {"too_many": 0, "two_windows_overlap": 0}}}
+    words = chapter.beyond_words(beyond, 3).replace("\u00a0", " ")
+    assert "gives 5.0 % of them a fourth object" in words
+    assert "almost always lands on a digit" in words and "(44 of the 45 canvases" in words
+    assert "Four digits of the training size are counted right 50.0 % of the time" in words
+    assert "mostly finds one too many" in words  # 40 found five, none six
+    assert "Five digits come out right 20.0 % of the time, and mostly too few" in words  # 30 two too few of 80
+    beyond["too_many_found_by_digits"] = {k: {"too_many": 0, "two_windows_overlap": 0} for k in "345"}
+    assert "lands on a digit" not in chapter.beyond_words(beyond, 3)
+
+
+@pytest.mark.parametrize("n_digits, repeats", [(2, 0), (1, 1)])
+def test_repeated_windows_counts_a_digit_explained_twice(n_digits, repeats):
+    from objectcentric.experiments.air import repeated_windows
+
+    class TwoWindows(torch.nn.Module):  # two present windows, both on the same spot
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images, **_):
+            b = len(images)
+            where = torch.tensor([[math.log(0.3), 0.0, 0.0]]).repeat(b, 2, 1)
+            return types.SimpleNamespace(where=where, scale=torch.full((b, 2), 0.3), pres=torch.ones(b, 2),
+                                         counts=torch.full((b,), 2))
+
+    data = _Sized(images=torch.zeros(4, 1, 50, 50), counts=torch.full((4,), n_digits), canvas=50)
+    got = repeated_windows(TwoWindows(), data, max_steps=2)
+    assert got == {"too_many": 4 * repeats, "two_windows_overlap": 4 * repeats}
+
+
+class _Sized(types.SimpleNamespace):
+    """A namespace with a length, as repeated_windows reads a MultiMNIST."""
+
+    def __len__(self):
+        return len(self.images)

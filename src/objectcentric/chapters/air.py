@@ -38,7 +38,7 @@ __all__ = ["STEP_COLOURS", "show_canvas", "true_outlines", "inferred_outlines", 
            "training_provenance", "evaluation_provenance", "attention_explorer", "where_sliders",
            "three_digit_figure", "beyond_table", "found_counts_table", "beyond_figure", "iou_table",
            "curve_keys", "training_summary", "recorded_count_table", "caveat", "reference_words", "three_digit_words",
-           "reference_three_digits"]
+           "reference_three_digits", "count_error_words", "beyond_words"]
 
 STEP_COLOURS = ["tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple", "tab:brown"]
 COLOUR_WORDS = "red, green, blue, orange, purple, brown"
@@ -250,8 +250,9 @@ def three_digit_words(results: dict) -> str:
     return (f"The reference AIR counts only {own} of its own three-digit canvases right, and "
             f"{pct(same['three_digit_count_accuracy_sampled'], 1)} of ours (sampled z_pres; our shipped seed: "
             f"{pct(same['ours']['three_digit_count_accuracy_sampled'], 1)}). Its canvases differ from ours in "
-            "how the digits are placed and drawn, and the gap between the two numbers says how much a recurrent "
-            "count depends on such details; on both it falls far short of the difference network.")
+            "how the digits are placed and drawn; what a recurrent network does at a step it never needed in "
+            "training is not pinned down by training, and it can change with such details and from one "
+            "training run to the next. On both sets of canvases it falls far short of the difference network.")
 
 
 def reference_words(results: dict) -> str:
@@ -324,6 +325,74 @@ def iou_table(beyond: dict, scope: str):
             for k, iou in beyond["mean_iou"].items()]
     return book.table(rows, ["digits", "mean IoU", "digits matched with IoU ≥ 0.5"],
                       caption=f"Windows against the true boxes ({scope})")
+
+
+def _cells(matrix) -> list[tuple[int, int, int]]:
+    """The off-diagonal cells (true, found, canvases) of a count confusion that hold any canvas."""
+    m = np.asarray(matrix)
+    return [(t, f, int(m[t, f])) for t in range(len(m)) for f in range(len(m)) if t != f and m[t, f]]
+
+
+def _canvases(n: int, true: int, found: int) -> str:
+    return f"{n:,} {'canvas' if n == 1 else 'canvases'} with {true} digit{'' if true == 1 else 's'} counted as {found}"
+
+
+def count_error_words(results: dict) -> str:
+    """Where the shipped model's recorded count errors go: digits missed (found fewer) against objects
+    added (found more), on 0-2 digits and on 3."""
+    words = []
+    for key, name in (("confusion", "0-2 digits"), ("three_digit_confusion", "3 digits")):
+        cells = _cells(results[key])
+        missed, added = sum(n for t, f, n in cells if f < t), sum(n for t, f, n in cells if f > t)
+        if not cells:
+            words.append(f"On canvases with {name} it makes no error.")
+            continue
+        kind = ("a digit missed" if missed > added else "an extra object" if added > missed
+                else "as often a digit missed as an extra object")
+        share = "all" if not (missed and added) else "most"
+        words.append(f"On canvases with {name} {share} of its {missed + added:,} errors are {kind}: "
+                     + ", ".join(_canvases(n, t, f) for t, f, n in cells) + ".")
+    return " ".join(words)
+
+
+def _wrong_way(found: list[int], k: int) -> str:
+    """How a row of found counts for ``k`` true digits is mostly wrong: too many, too few, one too few..."""
+    fewer, more = sum(found[:k]), sum(found[k + 1:])
+    if not fewer + more:
+        return "nothing else (it makes no error)"
+    if more > fewer:
+        return "too many" if sum(found[k + 2:]) * 2 > more else "one too many"
+    return "too few" if sum(found[:k - 1]) * 2 > fewer else "one too few"
+
+
+def beyond_words(beyond: dict, trained_steps: int) -> str:
+    """What the recorded counts beyond training say: three digits in the trained steps and in
+    :data:`BEYOND_STEPS`, the extra windows, four and five digits, and the cost of smaller digits."""
+    acc, trained = beyond["count_accuracy_by_digits"], beyond["count_accuracy_by_digits_3_steps"]
+    small, found = beyond["count_accuracy_by_digits_small"], beyond["found_counts_by_digits"]
+    three = found["3"]
+    extra = sum(three[4:]) / sum(three)
+    words = (f"In the {trained_steps} steps it was trained with, the model counts {pct(trained['3'])} of the "
+             f"three-digit canvases right; allowed {BEYOND_STEPS}, {pct(acc['3'])}, because it gives "
+             f"{pct(extra)} of them a fourth object.")
+    repeats = beyond.get("too_many_found_by_digits")
+    total = sum(r["too_many"] for r in (repeats or {}).values())
+    if total:
+        overlap = sum(r["two_windows_overlap"] for r in repeats.values())
+        how = "almost always" if overlap >= 0.9 * total else "often" if overlap >= 0.5 * total else "sometimes"
+        words += (f" An extra window {how} lands on a digit that an earlier window already took "
+                  f"({overlap:,} of the {total:,} canvases counted too many, over all three rows, have two "
+                  "windows overlapping): an earlier step explained its digit poorly, and what is left of it "
+                  "looks like one more object.")
+    words += (f" Four digits of the training size are counted right {pct(acc['4'])} of the time, against "
+              f"{pct(trained['4'])} when the loop stops at {trained_steps}; when the model is wrong it mostly "
+              f"finds {_wrong_way(found['4'], 4)}. Five digits come out right {pct(acc['5'])} of the time, and "
+              f"mostly {_wrong_way(found['5'], 5)}: the smaller digits alone already cost much (three "
+              f"{SMALL_DIGIT}-pixel digits: {pct(small['3'])}, four: {pct(small['4'])}, against "
+              f"{pct(acc['3'])} and {pct(acc['4'])} at 24 pixels), and the model's windows keep the size of "
+              "the digits it was trained on, so on a crowded canvas one window often takes in two small "
+              "digits at once.")
+    return words
 
 
 # --- the three-digit failure ------------------------------------------------------------------------

@@ -264,6 +264,7 @@ BEYOND_SETS = ((3, 24), (4, 24), (5, SMALL_DIGIT), (3, SMALL_DIGIT), (4, SMALL_D
 BEYOND_STREAM = 5  # set i uses stream BEYOND_STREAM + i of TEST_DATA_SEED (multi_mnist_splits uses 0-2)
 PLACEMENT_TRIES = 20_000  # candidate positions per draw of digits before the digits are drawn again
 PLACEMENT_BUDGET = 400_000  # candidate configurations per round, at most
+REPEAT_IOU = 0.3  # two windows overlapping this much are on the same digit (apart digits: IoU near 0)
 
 
 def ink_boxes(patches: torch.Tensor) -> torch.Tensor:
@@ -384,6 +385,23 @@ def box_report(model: AIR, data: MultiMNIST, max_steps: int | None = None, batch
             "match_rate_iou50": round(float((ious >= 0.5).sum() / data.present.sum()), 4)}
 
 
+@torch.no_grad()
+def repeated_windows(model: AIR, data: MultiMNIST, max_steps: int, threshold: float = REPEAT_IOU,
+                     batch_size: int = 1000) -> dict:
+    """Of the canvases on which the model finds more objects than there are digits, how many have two
+    present windows overlapping with IoU >= ``threshold`` (one digit explained twice)."""
+    device = next(model.parameters()).device
+    too_many = repeated = 0
+    for start in range(0, len(data), batch_size):
+        trace = model(data.images[start:start + batch_size].to(device), greedy=True, keep_images=False,
+                      max_steps=max_steps)
+        windows, pres = window_boxes(trace, data.canvas).cpu(), trace.pres.bool().cpu()
+        for n in torch.nonzero(trace.counts.cpu() > data.counts[start:start + batch_size])[:, 0].tolist():
+            iou = box_iou(windows[n][pres[n]], windows[n][pres[n]]).fill_diagonal_(0)
+            too_many, repeated = too_many + 1, repeated + int((iou >= threshold).any())
+    return {"too_many": too_many, "two_windows_overlap": repeated}
+
+
 def beyond_protocol(n_images: int, n_standard: int, redrawn: dict, data_seed: int = TEST_DATA_SEED) -> str:
     return (f"greedy inference of the shipped model (trained with 3 steps on 0-2 digits, 50 x 50 canvases). "
             f"count_accuracy_by_digits: {n_images} canvases each with exactly 3, 4 (24-pixel digits, as in "
@@ -398,6 +416,8 @@ def beyond_protocol(n_images: int, n_standard: int, redrawn: dict, data_seed: in
             "box_match_rate_iou50: "
             "windows of the present steps against the true boxes (each digit's placed square), Hungarian "
             "matching on IoU, mean over matched pairs and the fraction of true boxes matched with IoU >= 0.5; "
+            f"too_many_found_by_digits: of the canvases above counted too many in {BEYOND_STEPS} steps, those "
+            f"with two present windows overlapping with IoU >= {REPEAT_IOU} (one digit explained twice); "
             f"'0-2' and '3' on the {n_standard} standard test canvases of each kind (fresh_test_canvases, "
             f"3 steps), '4' and '5' on the sets above ({BEYOND_STEPS} steps)")
 
@@ -423,6 +443,8 @@ def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
         "count_accuracy_by_digits_small": {str(k): accuracy((k, SMALL_DIGIT)) for k in (3, 4, 5)},
         "found_counts_by_digits": {str(k): torch.bincount(found[k, size], minlength=BEYOND_STEPS + 1).tolist()
                                    for k, size in main},
+        "too_many_found_by_digits": {str(k): repeated_windows(model, sets[k, size], BEYOND_STEPS)
+                                     for k, size in main},
         "mean_iou": {k: row["mean_iou"] for k, row in boxes.items()},
         "box_match_rate_iou50": {k: row["match_rate_iou50"] for k, row in boxes.items()},
         "beyond_protocol": beyond_protocol(n_images, n_standard, redrawn, data_seed),

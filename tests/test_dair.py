@@ -398,8 +398,25 @@ def test_the_experiment_at_the_quick_scale_writes_every_key(tmp_path):
     accuracies = {"count_accuracy", "three_digit_count_accuracy", "object_accuracy", "scene_accuracy",
                   "three_digit_object_accuracy", "three_digit_scene_accuracy"}
     assert set(written["baselines"]) == {"air_kmeans", "air_dvae_st", "dvae_st_true_windows"}
+    assert set(written["baseline_models"]) == {"air_multi_mnist_difference.pt", "dvae_st_fullmnist.pt"}
     for name, row in written["baselines"].items():
         assert accuracies <= set(row), name
         assert all(0 <= row[k] <= 1 for k in accuracies)
     assert written["baselines"]["dvae_st_true_windows"]["count_accuracy"] == 1.0
     assert written["thesis"]["count_accuracy_best"] == 0.828
+
+
+def test_the_page_says_when_the_recorded_runs_started_from_models_no_longer_shipped(monkeypatch):
+    from objectcentric.chapters import dair as chapter
+
+    shipped = {"air_multi_mnist_difference.pt": {"seed": 1, "sha256": "b" * 64},
+               "dvae_st_fullmnist.pt": {"seed": 0, "sha256": "d" * 64},
+               DAIRRecipe().shipped_name(): {"started_from": {
+                   "air_multi_mnist_difference.pt": {"seed": 3, "sha256": "a" * 64},
+                   "dvae_st_fullmnist.pt": {"seed": 0, "sha256": "d" * 64}}}}
+    monkeypatch.setattr("objectcentric.checkpoints.read_manifest", lambda *a, **k: {"checkpoints": shipped})
+    words = chapter.started_from_words({"recorded": True})
+    assert "start from an earlier model: the AIR (Chapter 6) of seed 3" in words and "replaced by seed 1" in words
+    assert "D-VAE-ST" not in words and chapter.started_from_words({"recorded": False}) == ""
+    shipped["air_multi_mnist_difference.pt"]["sha256"] = "a" * 64
+    assert chapter.started_from_words({"recorded": True}) == ""

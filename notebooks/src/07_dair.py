@@ -296,9 +296,9 @@ display(
 # %% [markdown]
 # Does one model that counts and names do better than two models side by side? The
 # baselines use the same canvases and the same scoring. **AIR with k-means**: the
-# shipped AIR counts and places, and k-means (k = 10) on its objects' `z_what`
-# names them, fitted on the labelling canvases. **AIR with the D-VAE-ST**: the
-# shipped AIR's windows, read at 28×28, are named by the shipped D-VAE-ST. The
+# AIR that DAIR starts from counts and places, and k-means (k = 10) on its objects'
+# `z_what` names them, fitted on the labelling canvases. **AIR with the D-VAE-ST**:
+# that AIR's windows, read at 28×28, are named by the D-VAE-ST DAIR starts from. The
 # third row is a reference, not a model: the D-VAE-ST reads every digit at its
 # *true* box, so counting and placing are perfect by construction, and it shows how
 # well the naming alone can do.
@@ -306,6 +306,8 @@ display(
 # %%
 air_results = read_results("air")
 display(chapter.model_table(results))
+if chapter.started_from_words(results):
+    display(Markdown(chapter.started_from_words(results)))
 display(Markdown(chapter.comparison_words(results, air_results)))
 display(Markdown(chapter.error_words(evaluated)))
 
@@ -441,9 +443,9 @@ fig = chapter.counting_errors_figure(model, evaluated, device=device)
 #   reconstruction error with that object painted as each class in turn and the
 #   others held fixed. For K = 10 the exact sum over classes (the local expectation)
 #   is cheap and removes the noise that sampling estimators add.
-# - Started from the shipped AIR and D-VAE-ST, DAIR keeps most of AIR's counting and
-#   names the digits it finds; the tables compare it run by run with two pipelines
-#   of the same shipped models and with the thesis, which trained from scratch and
+# - Started from Chapter 6's AIR and Chapter 5's D-VAE-ST, DAIR keeps most of AIR's
+#   counting and names the digits it finds; the tables compare it run by run with
+#   two pipelines of the same two models and with the thesis, which trained from scratch and
 #   never scored names.
 # - Its failures are visible: digits whose shape is closer to another digit's
 #   prototype are misnamed, and a digit that one prototype explains poorly can be

@@ -335,6 +335,22 @@ def dvae_true_window_objects(dvae_st: DVAEST, labelling: MultiMNIST,
     return name(labelling), {kind: name(data) for kind, data in tests.items()}
 
 
+def baseline_report(labelling: MultiMNIST, tests: dict[str, MultiMNIST], device="cpu") -> dict:
+    """The two-model baselines and the true-window reference, scored like DAIR, with the shipped AIR and
+    D-VAE-ST (:func:`baseline_models` names them)."""
+    air, dvae_st = shipped_air(device), shipped_dvae_st(device)
+    return {"air_kmeans": score(*air_kmeans_objects(air, labelling, tests), NUM_DIGITS),
+            "air_dvae_st": score(*air_dvae_objects(air, dvae_st, labelling, tests), NUM_DIGITS),
+            "dvae_st_true_windows": score(*dvae_true_window_objects(dvae_st, labelling, tests), NUM_DIGITS)}
+
+
+def baseline_models() -> dict:
+    """The checkpoints the baselines are scored with: the shipped AIR and D-VAE-ST, seed and sha256."""
+    entries = read_manifest()["checkpoints"]
+    return {name: {"seed": entries[name].get("seed"), "sha256": entries[name]["sha256"]}
+            for name in (AIRRecipe().shipped_name(), DVAERecipe().shipped_name())}
+
+
 def labelling_canvases(n: int, data_seed: int = DATA_SEED) -> MultiMNIST:
     """``n`` canvases with 0-2 of MNIST's *training* digits on which classes are mapped to digits (a stream
     of ``data_seed`` that neither the training nor the validation canvases use)."""
@@ -473,10 +489,7 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     book_ships = SHIPPED in read_manifest(checkpoint_dir()).get("checkpoints", {})
     if not quick or book_ships:
         rec.ship(out.runs / chosen, expect=DAIRRecipe.name, checkpoints=out.checkpoints, note=how)
-    air, dvae_st = shipped_air(device), shipped_dvae_st(device)
-    baselines = {"air_kmeans": score(*air_kmeans_objects(air, labelling, tests), NUM_DIGITS),
-                 "air_dvae_st": score(*air_dvae_objects(air, dvae_st, labelling, tests), NUM_DIGITS),
-                 "dvae_st_true_windows": score(*dvae_true_window_objects(dvae_st, labelling, tests), NUM_DIGITS)}
+    baselines = baseline_report(labelling, tests, device)
     by_seed = list(rows.values())
     head = rows[chosen]
     headline = ("count_accuracy", "three_digit_count_accuracy", "object_accuracy", "object_accuracy_refit",
@@ -494,6 +507,7 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         "selected_by": SELECTED_BY,
         "runs": rows,
         "baselines": baselines,
+        "baseline_models": baseline_models(),
         **speed_report(model, recipe, quick),
         "protocol": protocol(n_images, n_label),
         "thesis": THESIS,

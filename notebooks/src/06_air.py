@@ -226,10 +226,10 @@ if results:
 
 # %% [markdown]
 # A digit is missed when what the model sees of it does not pay for an object's KL
-# terms. On these canvases the missed digit is almost always a 1, the thinnest
-# digit, whose few pixels explain little of the canvas. An extra object
-# comes from the opposite mistake: a step takes what an earlier step left over of its
-# digit for one more digit.
+# terms. Among the shipped model's recorded errors the missed digit is almost always
+# a 1, the thinnest digit, whose few pixels explain little of the canvas. An extra
+# object comes from the opposite mistake: a step takes what an earlier step left
+# over of its digit for one more digit.
 #
 # ## Against the reference
 #
@@ -254,9 +254,10 @@ else:
 
 # %% [markdown]
 # On canvases with 0-2 digits the two designs are close; on three digits the
-# difference between them is large, as the next section shows. Our training is faster per canvas on both devices, mostly
-# because of the larger batch; at the reference's batch of 64 the gain is smaller,
-# as the note under the speed table says.
+# difference between them is large, as the next section shows. Our training is
+# faster per canvas on both devices, mostly because of the larger batch; at the
+# reference's batch of 64 the gain is smaller, as the note under the speed table
+# says.
 #
 # ## Inside one inference: the attention explorer
 #

@@ -151,7 +151,7 @@ show_source(AIR._infer)
 # standard deviation is 0.4 instead of 0.6. At 0.6 the likelihood is so weak that a
 # thin digit does not pay for its object's KL terms: five models trained with it
 # counted 98.9-99.2 % of the test canvases right, against 99.3-99.7 % at 0.4, and
-# most of their extra errors were a digit missed.
+# most of their extra errors were a digit left uncounted.
 #
 # `z_where` and `z_what` are reparameterised as in Chapter 1. `z_pres` is discrete,
 # so its gradient is the score-function estimator of Chapter 3, with NVIL's learned,
@@ -225,8 +225,8 @@ if results:
     display(Markdown(chapter.count_error_words(results)))
 
 # %% [markdown]
-# A digit is missed when what the model sees of it does not pay for an object's KL
-# terms. Among the shipped model's recorded errors the missed digit is almost always
+# A digit goes uncounted when what the model sees of it does not pay for an object's
+# KL terms. Among the shipped model's recorded errors that digit is almost always
 # a 1, the thinnest digit, whose few pixels explain little of the canvas. An extra
 # object comes from the opposite mistake: a step takes what an earlier step left
 # over of its digit for one more digit.

@@ -420,3 +420,18 @@ def test_the_page_says_when_the_recorded_runs_started_from_models_no_longer_ship
     assert "D-VAE-ST" not in words and chapter.started_from_words({"recorded": False}) == ""
     shipped["air_multi_mnist_difference.pt"]["sha256"] = "a" * 64
     assert chapter.started_from_words({"recorded": True}) == ""
+
+
+def test_results_written_before_baseline_models_existed_are_restated_from_the_manifest(tmp_path):
+    from objectcentric.experiments.dair import restate_baseline_models
+
+    before = {"count_accuracy": 0.99, "baselines": {"air_kmeans": {}}}
+    records.write_results("dair", before, directory=tmp_path, provenance=records.provenance(
+        seed=0, wall_time_s=1.0, device="cpu", command="an earlier reproduction", scale="full"))
+    whole = restate_baseline_models(tmp_path)
+    started = read_manifest()["checkpoints"][DAIRRecipe().shipped_name()]["started_from"]
+    assert whole["baseline_models"] == started and whole["count_accuracy"] == 0.99
+    by_command = {w["command"]: w["keys"] for w in whole["writers"]}
+    assert by_command["an earlier reproduction"] == ["baselines", "count_accuracy"]
+    assert list(by_command.values())[-1] == ["baseline_models"]
+    assert records.read_results("dair")["baseline_models"] == started  # the shipped file holds it too

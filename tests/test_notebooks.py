@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -83,3 +82,13 @@ def test_every_chapter_has_the_same_shape(path):
     exercises = markdown.split("## Exercises", 1)[1]
     n = len(re.findall(r"^\d+\. ", exercises, re.M))
     assert 3 <= n <= 5, f"{path.name} has {n} numbered exercises"
+
+
+def test_the_code_has_no_undefined_or_unused_names():
+    """pyflakes' checks (ruff's F rules): a name used but never defined fails only on the path that uses
+    it, as a chapter's train-here path did once; unused imports and variables hide such mistakes."""
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff if ruff.exists() else "ruff"), "check", "--isolated", "--select", "F",
+                             "--output-format", "concise", "src", "tests", "benchmarks", "tools", "notebooks/src"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -503,7 +503,7 @@ class _GroupedMLP(nn.Module):
 
     def __init__(self, n_groups: int, in_features: int, hidden: int):
         super().__init__()
-        bound1, bound2 = 1 / math.sqrt(in_features), 1 / math.sqrt(hidden)
+        bound1 = 1 / math.sqrt(in_features)
         self.w1 = nn.Parameter(torch.empty(n_groups, in_features, hidden).uniform_(-bound1, bound1))
         self.b1 = nn.Parameter(torch.zeros(n_groups, hidden))
         # The output layer starts at zero: RELAX starts out as REBAR and learns from there.

@@ -42,15 +42,11 @@ from ..experiments.dair import (
     NUM_DIGITS,
     THESIS,
     DAIRRecipe,
-    air_dvae_objects,
-    air_kmeans_objects,
-    dvae_true_window_objects,
+    baseline_report,
     found_objects,
     labelling_canvases,
     mean_neg_elbo,
     run_report,
-    score,
-    shipped_air,
     shipped_dvae_st,
 )
 from ..modes import QUICK, READ

@@ -12,10 +12,11 @@ from objectcentric import records, runner
 from objectcentric.checkpoints import checkpoint_dir, load_shipped, read_manifest
 from objectcentric.data.mnist import load_mnist
 from objectcentric.data.multi_mnist import place_digits, resize_digits
-from objectcentric.experiments.air import (PIXEL_STD, SELECTED_BY, VARIANT_PIXEL_STD, AIRRecipe, box_iou,
+from objectcentric.experiments.air import (PIXEL_STD, SELECTED_BY, VARIANT_DIGIT_SIZES, VARIANT_PIXEL_STD,
+                                           VARIANT_SEEDS, AIRRecipe, box_iou,
                                            canvases_apart, confusion, ink_boxes, load_air_run, matched_ious,
                                            mean_neg_elbo, pick_run, window_boxes)
-from objectcentric.models.air import AIR, AIRConfig, count_accuracy, count_objects
+from objectcentric.models.air import AIR, AIRConfig, count_accuracy, count_objects, joint_counts
 from objectcentric.recipes import RecipeError, from_settings
 from objectcentric.runner import EXPERIMENTS
 from objectcentric.spatial import crop, crop_window, paint, where_to_theta
@@ -136,7 +137,10 @@ def test_the_recurrent_network_trains_at_a_lower_learning_rate_unless_told_other
                                           ({"lr": 0.0}, "lr must be positive"),
                                           ({"baseline_lr": -1.0}, "baseline_lr must be positive"),
                                           ({"n_val": 0}, "n_val must be a whole number"),
-                                          ({"pixel_std": 0.0}, "pixel_std must be positive")])
+                                          ({"pixel_std": 0.0}, "pixel_std must be positive"),
+                                          ({"digit_sizes": (24, 30)}, "digit_sizes must be distinct whole"),
+                                          ({"digit_sizes": (20, 20)}, "digit_sizes must be distinct whole"),
+                                          ({"digit_sizes": ()}, "digit_sizes must be distinct whole")])
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(RecipeError, match=message):
         AIRRecipe(**bad)
@@ -267,10 +271,12 @@ def test_a_quick_run_trains_into_a_run_folder_and_watches_validation_canvases(tm
 def test_the_experiment_at_the_quick_scale_writes_every_key_of_the_results(tmp_path):
     experiment = EXPERIMENTS["air"]
     jobs = experiment.jobs("quick")
-    assert len(jobs) == 2 and all(job.recipe.quick for job in jobs)
-    assert len(experiment.jobs("full")) == 10 and {j.seed for j in experiment.jobs("full")} == {0, 1, 2, 3, 4}
+    assert len(jobs) == 3 and all(job.recipe.quick for job in jobs)
+    full = experiment.jobs("full")
+    assert len(full) == 10 + len(VARIANT_SEEDS) and {j.seed for j in full} == {0, 1, 2, 3, 4}
+    assert [j.seed for j in full if j.recipe.digit_sizes == VARIANT_DIGIT_SIZES] == list(VARIANT_SEEDS)
     summary = runner.reproduce(["air"], scale="quick", executor="inline", out=tmp_path, device="cpu")
-    assert summary["air"]["done"] == 2
+    assert summary["air"]["done"] == 3
     written = records.read_results("air", tmp_path / "quick" / "results")
     recorded = records.read_results("air")
     speed = {"speed"} | (set(recorded) & set(recorded["speed"]["cpu"]))  # benchmarks/air.py speed writes these
@@ -281,7 +287,13 @@ def test_the_experiment_at_the_quick_scale_writes_every_key_of_the_results(tmp_p
     assert set(recorded[f"variant_pixel_std_{VARIANT_PIXEL_STD:g}"]) <= set(variant)
     assert written["shipped_run"] in written["runs"]
     manifest = read_manifest(tmp_path / "quick" / "checkpoints")["checkpoints"]
-    assert list(manifest) == ["air_multi_mnist_difference.pt"]
+    assert sorted(manifest) == ["air_multi_mnist_difference.pt", "air_multi_mnist_difference_sizes.pt"]
+    sizes = written["variant_digit_sizes"]
+    assert sizes["digit_sizes"] == list(VARIANT_DIGIT_SIZES) and set(sizes["count_accuracy_joint"]) == {
+        "0-2", "3", "4", "5"}
+    assert sizes["shipped_sha256"] == manifest["air_multi_mnist_difference_sizes.pt"]["sha256"]
+    if "variant_digit_sizes" in recorded:
+        assert set(recorded["variant_digit_sizes"]) <= set(sizes)
 
 
 def test_the_reference_is_set_beside_ours_on_the_same_canvases_when_it_was_measured_there():
@@ -366,3 +378,46 @@ class _Sized(types.SimpleNamespace):
 
     def __len__(self):
         return len(self.images)
+
+
+def test_the_variant_trains_on_equally_many_canvases_of_each_digit_size():
+    recipe = AIRRecipe(n_train=30, digit_sizes=(16, 20, 24))
+    images, counts = recipe.train_data().tensors
+    assert images.shape == (30, 1, 50, 50) and set(counts.tolist()) <= {0, 1, 2}
+    standard = AIRRecipe(n_train=30).train_data().tensors[0]
+    assert not torch.equal(images, standard)
+    ink = [(part.flatten(1) > 0).sum(1).float()[c > 0] / c[c > 0] for part, c in
+           zip(images.split(10), counts.split(10))]  # ink per digit grows with the digit's size
+    assert ink[0].mean() < ink[1].mean() < ink[2].mean()
+    assert AIRRecipe(digit_sizes=(16, 24)).shipped_name() == "air_multi_mnist_difference_sizes.pt"
+    assert from_settings("air", AIRRecipe(digit_sizes=(16, 24)).settings()).digit_sizes == (16, 24)
+
+
+def test_every_step_paints_every_object_and_keeps_what_greedy_inference_found():
+    torch.manual_seed(0)
+    model = AIR(AIRConfig(**SMALL)).eval()
+    x = canvases()
+    with torch.no_grad():
+        greedy = model(x, greedy=True, max_steps=4)
+        every = model._infer(x, greedy=True, keep_baseline_inputs=False, max_steps=4, every_step=True)
+    assert torch.all(every.pres == 1)
+    kept = greedy.pres.bool()  # where greedy inference went on, both saw the same residual
+    assert torch.allclose(every.where[kept], greedy.where[kept]) and torch.allclose(
+        every.pres_prob[kept], greedy.pres_prob[kept])
+
+
+def test_the_joint_count_is_the_number_of_objects_that_explains_the_canvas():
+    torch.manual_seed(0)
+    model = AIR(AIRConfig(**SMALL, glimpse_bias=6.0)).eval()  # every glimpse paints a bright square
+    blank = torch.zeros(3, 1, 50, 50)
+    with torch.no_grad():
+        first = model._infer(blank, greedy=True, keep_painted=True, every_step=True).painted[:, 0]
+    assert first.sum() > 50  # a square of ink
+    assert torch.equal(joint_counts(model, blank, max_steps=4), torch.zeros(3, dtype=torch.long))
+    # the canvas is exactly the first proposed object: one object explains it, a second adds ink to it
+    model.where_body.register_forward_hook(lambda m, i, out: out * 0)  # the same proposal at every step
+    with torch.no_grad():
+        first = model._infer(blank, greedy=True, keep_painted=True, every_step=True).painted[:, 0]
+    assert torch.equal(joint_counts(model, first.clamp(0, 1), max_steps=4), torch.ones(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs AIR's Gaussian z_what"):
+        joint_counts(types.SimpleNamespace(what=None), blank)

@@ -97,7 +97,8 @@ class Recipe:
     def changed(self) -> dict:
         """The fields that differ from the class's defaults at the same scale (what names a variant)."""
         default = type(self)().at_scale("quick" if self.quick else "full")
-        return {k: v for k, v in self.settings().items() if v != getattr(default, k) and k != "quick"}
+        defaults = default.settings()
+        return {k: v for k, v in self.settings().items() if v != defaults[k] and k != "quick"}
 
     def run_name(self, seed: int) -> str:
         """The run folder's name for this recipe and seed, e.g. ``vae_latent_dim2_seed0``."""

@@ -26,7 +26,7 @@ from ..checkpoints import load_model_state, read_checkpoint
 from ..data.mnist import load_mnist
 from ..data.multi_mnist import (MultiMNIST, derived_seed, make_multi_mnist, multi_mnist_splits,
                                 place_digits, resize_digits)
-from ..models.air import AIR, INFERENCE_KINDS, AIRConfig, AIRTrace, count_accuracy, count_objects
+from ..models.air import AIR, INFERENCE_KINDS, AIRConfig, AIRTrace, count_accuracy, count_objects, joint_counts
 from ..recipes import Recipe, RecipeError, from_settings, register
 from ..runner import Experiment, Job, Outputs, done_records, load_run, register_experiment
 from ..train import pick_device
@@ -38,6 +38,12 @@ TEST_DATA_SEED = 1  # the evaluation's fresh test canvases (MNIST's test digits)
 VALIDATION_STREAMS = {"": 3, "three_digit_": 4}
 PIXEL_STD = AIRConfig.pixel_std  # the chapter's; seed 002's 0.6 is the recorded variant
 VARIANT_PIXEL_STD = 0.6
+DIGIT_SIZE = 24  # the standard canvases' digits
+# The variant that counts further: trained on 0-2 digits of 16 to 24 pixels (digits as small as the
+# 19-pixel ones that five digits need on the 50 x 50 canvas); its training canvases use streams 100 + size.
+VARIANT_DIGIT_SIZES = tuple(range(16, DIGIT_SIZE + 1))
+SIZE_STREAM = 100
+VARIANT_SEEDS = (0, 1, 2, 3)
 SEEDS = (0, 1, 2, 3, 4)
 SELECTION_EPOCHS = 5  # the shipped seed: lowest mean validation -ELBO over this many last epochs (no labels)
 SELECTED_BY = f"val_neg_elbo_last_{SELECTION_EPOCHS}_epochs"
@@ -66,7 +72,9 @@ class AIRRecipe(Recipe):
             "baseline_lr": "learning rate of the NVIL baseline",
             "clip_grad_norm": "gradient norm clipped to",
             "inference": "the inference network: difference (reads what is left) or recurrent (the original)",
-            "pixel_std": "standard deviation of the Gaussian pixel likelihood (seed 002: 0.6)"}
+            "pixel_std": "standard deviation of the Gaussian pixel likelihood (seed 002: 0.6)",
+            "digit_sizes": "digit sides in pixels of the training canvases, equally many canvases of each "
+                           "(24: the standard canvases)"}
 
     # 60,000 training canvases instead of 10,000: generating them costs seconds, and more
     # distinct canvases make a bad optimum (one window around two digits) less likely.
@@ -83,6 +91,7 @@ class AIRRecipe(Recipe):
     clip_grad_norm: float | None = 100.0
     inference: str = "difference"
     pixel_std: float = PIXEL_STD
+    digit_sizes: tuple[int, ...] = (DIGIT_SIZE,)
 
     def __post_init__(self):
         if self.lr is None:  # check every setting with the learning rate that None stands for
@@ -96,6 +105,11 @@ class AIRRecipe(Recipe):
         for field in ("baseline_lr", "pixel_std"):
             if not getattr(self, field) > 0:
                 raise RecipeError(f"{field} must be positive, got {getattr(self, field)!r}")
+        sizes = self.digit_sizes
+        if (not isinstance(sizes, tuple) or not sizes or len(set(sizes)) != len(sizes)
+                or not all(isinstance(v, int) and 8 <= v <= DIGIT_SIZE for v in sizes)):
+            raise RecipeError(f"digit_sizes must be distinct whole numbers of pixels from 8 to {DIGIT_SIZE} "
+                              f"(two digits must fit apart on the 50-pixel canvas), got {sizes!r}")
 
     def learning_rate(self) -> float:
         """Adam's learning rate: ``lr``, or the inference network's own when it is not given."""
@@ -105,8 +119,16 @@ class AIRRecipe(Recipe):
         return AIR(AIRConfig(inference=self.inference, pixel_std=self.pixel_std))
 
     def train_data(self) -> TensorDataset:
-        train = multi_mnist_splits(seed=DATA_SEED, n_train=self.n_train, n_test=0, n_three=0)["train"]
-        return TensorDataset(train.images, train.counts)
+        """The standard training canvases; with other ``digit_sizes``, equally many canvases of each size
+        (each size from its own stream of the data seed)."""
+        if self.digit_sizes == (DIGIT_SIZE,):
+            train = multi_mnist_splits(seed=DATA_SEED, n_train=self.n_train, n_test=0, n_three=0)["train"]
+            return TensorDataset(train.images, train.counts)
+        digits, labels = load_mnist("train")
+        shares = [len(part) for part in torch.arange(self.n_train).tensor_split(len(self.digit_sizes))]
+        parts = [make_multi_mnist(digits, labels, n, derived_seed(DATA_SEED, SIZE_STREAM + size), digit_size=size)
+                 for size, n in zip(self.digit_sizes, shares)]
+        return TensorDataset(torch.cat([p.images for p in parts]), torch.cat([p.counts for p in parts]))
 
     def step(self, model: AIR, batch: tuple) -> dict[str, torch.Tensor]:
         """The negative ELBO, the score-function surrogate and the baseline's loss (and the count accuracy)."""
@@ -141,8 +163,12 @@ class AIRRecipe(Recipe):
                 SELECTED_BY: statistics.mean(r["val_neg_elbo"] for r in last)}
 
     def shipped_name(self, seed: int = 0) -> str | None:
-        """``air_multi_mnist_<inference>.pt`` for the chapter's pixel std; other pixel stds are not shipped."""
-        return f"air_multi_mnist_{self.inference}.pt" if self.pixel_std == PIXEL_STD else None
+        """``air_multi_mnist_<inference>.pt`` for the chapter's pixel std and digits; the model trained on
+        digits of several sizes is ``air_multi_mnist_<inference>_sizes.pt``; other pixel stds are not
+        shipped."""
+        if self.pixel_std != PIXEL_STD:
+            return None
+        return f"air_multi_mnist_{self.inference}{'' if self.digit_sizes == (DIGIT_SIZE,) else '_sizes'}.pt"
 
 
 # --- data the models are judged on ----------------------------------------------------------------
@@ -419,7 +445,10 @@ def beyond_protocol(n_images: int, n_standard: int, redrawn: dict, data_seed: in
             f"too_many_found_by_digits: of the canvases above counted too many in {BEYOND_STEPS} steps, those "
             f"with two present windows overlapping with IoU >= {REPEAT_IOU} (one digit explained twice); "
             f"'0-2' and '3' on the {n_standard} standard test canvases of each kind (fresh_test_canvases, "
-            f"3 steps), '4' and '5' on the sets above ({BEYOND_STEPS} steps)")
+            f"3 steps), '4' and '5' on the sets above ({BEYOND_STEPS} steps). count_accuracy_joint and "
+            "count_accuracy_by_digits_small_joint: the same canvases counted by the model's joint probability "
+            "(joint_counts: the n whose first n greedy objects maximise log p(x | objects) + log p(objects)); "
+            f"'0-2' on the standard test canvases in the trained 3 steps, the others in {BEYOND_STEPS}")
 
 
 def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
@@ -434,6 +463,9 @@ def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
         counted = found[key] if steps == BEYOND_STEPS else count_objects(model, sets[key].images, max_steps=steps)
         return round(float((counted == sets[key].counts).float().mean()), 5)
 
+    def joint_accuracy(data, steps=BEYOND_STEPS):
+        return round(float((joint_counts(model, data.images, steps) == data.counts).float().mean()), 5)
+
     boxes = {"0-2": box_report(model, standard[""]), "3": box_report(model, standard["three_digit_"]),
              **{str(k): box_report(model, sets[k, size], BEYOND_STEPS) for k, size in main[1:]}}
     return {
@@ -441,6 +473,9 @@ def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
         "count_accuracy_by_digits_3_steps": {str(k): accuracy((k, size), model.config.max_steps)
                                              for k, size in main},
         "count_accuracy_by_digits_small": {str(k): accuracy((k, SMALL_DIGIT)) for k in (3, 4, 5)},
+        "count_accuracy_joint": {"0-2": joint_accuracy(standard[""], model.config.max_steps),
+                                 **{str(k): joint_accuracy(sets[k, size]) for k, size in main}},
+        "count_accuracy_by_digits_small_joint": {str(k): joint_accuracy(sets[k, SMALL_DIGIT]) for k in (3, 4, 5)},
         "found_counts_by_digits": {str(k): torch.bincount(found[k, size], minlength=BEYOND_STEPS + 1).tolist()
                                    for k, size in main},
         "too_many_found_by_digits": {str(k): repeated_windows(model, sets[k, size], BEYOND_STEPS)
@@ -455,7 +490,9 @@ def beyond_report(model: AIR, n_images: int = 2000, n_standard: int = 10_000,
 def _jobs(scale: str) -> list[Job]:
     seeds = SEEDS if scale == "full" else SEEDS[:1]
     recipes = [AIRRecipe(), AIRRecipe(pixel_std=VARIANT_PIXEL_STD)]
-    return [Job(recipe.at_scale(scale), seed) for recipe in recipes for seed in seeds]
+    sizes = AIRRecipe(digit_sizes=VARIANT_DIGIT_SIZES).at_scale(scale)
+    return ([Job(recipe.at_scale(scale), seed) for recipe in recipes for seed in seeds]
+            + [Job(sizes, seed) for seed in (VARIANT_SEEDS if scale == "full" else VARIANT_SEEDS[:1])])
 
 
 def pick_run(records: dict[str, dict]) -> str:
@@ -464,8 +501,15 @@ def pick_run(records: dict[str, dict]) -> str:
 
 
 def _describe(recipe: AIRRecipe, n_seeds: int) -> str:
-    return (f"pixel std {recipe.pixel_std:g}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
+    sizes = recipe.digit_sizes
+    digits = f"{sizes[0]}-pixel digits" if len(sizes) == 1 else f"digits of {min(sizes)} to {max(sizes)} pixels"
+    return (f"pixel std {recipe.pixel_std:g}, {digits}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
             f"lr {recipe.learning_rate():g}, {recipe.inference} inference; {n_seeds} seed(s)")
+
+
+def _digit_sizes(record: dict) -> tuple[int, ...]:
+    """A run's training digit sizes (records written before the setting existed used 24-pixel digits)."""
+    return tuple(record["settings"].get("digit_sizes", (DIGIT_SIZE,)))
 
 
 def _collect(records: dict[str, dict], out: Outputs) -> None:
@@ -475,8 +519,11 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
     n_images = 200 if out.scale == "quick" else 10_000
     done = done_records(records)
     body = {}
-    for pixel_std in (PIXEL_STD, VARIANT_PIXEL_STD):
-        runs = {k: r for k, r in done.items() if r["settings"]["pixel_std"] == pixel_std}
+    groups = {"standard": (PIXEL_STD, (DIGIT_SIZE,)), "pixel_std": (VARIANT_PIXEL_STD, (DIGIT_SIZE,)),
+              "sizes": (PIXEL_STD, VARIANT_DIGIT_SIZES)}
+    for group, (pixel_std, sizes) in groups.items():
+        runs = {k: r for k, r in done.items()
+                if r["settings"]["pixel_std"] == pixel_std and _digit_sizes(r) == sizes}
         if not runs:
             continue
         chosen = pick_run(runs)
@@ -486,11 +533,20 @@ def _collect(records: dict[str, dict], out: Outputs) -> None:
         how = (f"seed {runs[chosen]['seed']} of {len(runs)}, chosen by the lowest -ELBO on {recipe.n_val} "
                f"validation canvases (MNIST's training digits) over its last {SELECTION_EPOCHS} epochs: "
                "no counts (labels) and none of this benchmark's canvases are used to choose")
-        if pixel_std == PIXEL_STD:
+        if group == "standard":
             rec.ship(out.runs / chosen, checkpoints=out.checkpoints, note=how)
             body.update(results, notes=f"{_describe(recipe, len(runs))}. The shipped run is {how}.")
             shipped, _ = load_air_run(out.runs / chosen, pick_device())
             body.update(beyond_report(shipped, n_images=n_images // 5, n_standard=n_images))
+        elif group == "sizes":
+            entry = rec.ship(out.runs / chosen, checkpoints=out.checkpoints, note=how)
+            shipped, _ = load_air_run(out.runs / chosen, pick_device())
+            body["variant_digit_sizes"] = {
+                **results, **beyond_report(shipped, n_images=n_images // 5, n_standard=n_images),
+                "shipped_checkpoint": recipe.shipped_name(), "shipped_sha256": entry["sha256"],
+                "digit_sizes": list(sizes), "inference": recipe.inference,
+                "notes": f"{_describe(recipe, len(runs))}; 0-2 digits on every training canvas, as the "
+                         f"standard model. Its shipped run is {how}."}
         else:
             body[f"variant_pixel_std_{pixel_std:g}"] = {
                 **results, "shipped_checkpoint": None, "inference": recipe.inference,

@@ -59,6 +59,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
@@ -283,11 +284,14 @@ class AIR(nn.Module):
 
     def _infer(self, x: torch.Tensor, greedy: bool, keep_images: bool = False,
                keep_baseline_inputs: bool = True, max_steps: int | None = None,
-               keep_painted: bool = False) -> AIRTrace:
+               keep_painted: bool = False, every_step: bool = False) -> AIRTrace:
         """The inference loop: canvases (B, 1, H, W) -> the trace (``self.TRACE``).
 
         ``keep_painted`` keeps every step's painted object without the glimpses
         and patches (a loss that needs each object's share of the canvas).
+        ``every_step`` paints an object at every step whatever z_pres says
+        (``pres_prob`` keeps what it said): :func:`joint_counts` reads the
+        first n objects of this trace for every n.
         """
         c = self.config
         b, n = x.shape[0], max_steps or c.max_steps
@@ -315,7 +319,7 @@ class AIR(nn.Module):
 
             q_pres = Bernoulli(logits=pres_logit, validate_args=False)
             draw = (pres_logit > 0).to(x.dtype) if greedy else q_pres.sample()
-            pres = draw * alive
+            pres = torch.ones_like(draw) if every_step else draw * alive
             q_where = Normal(where_loc, where_log_std.exp(), validate_args=False)
             where = where_loc if greedy else q_where.rsample()
             # The window's size is kept within e^±7 of the canvas: a step that is not even present can
@@ -433,6 +437,42 @@ def count_objects(model: AIR, images: torch.Tensor, batch_size: int = 1000, gree
             trace = model(images[start:start + batch_size].to(device), greedy=greedy, keep_images=False,
                           max_steps=max_steps)
             counts.append(trace.counts.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def joint_counts(model: AIR, images: torch.Tensor, max_steps: int | None = None,
+                 batch_size: int = 500) -> torch.Tensor:
+    """The number of objects (N,) that the model's own joint probability prefers (Chapter 6).
+
+    Greedy inference proposes an object at every step; the count is the n whose first n objects give
+    the highest log p(x | objects) + log p(objects): the pixels' likelihood, the priors of each
+    object's where and what at their inferred values, n log p(z_pres = 1) and, when the count stops
+    before the last step, log p(z_pres = 0). A second window on a digit already explained buys
+    little likelihood for its prior cost; z_pres alone does not weigh that.
+    """
+    if not isinstance(model.what, WhatVAE):
+        raise ValueError(f"joint_counts needs AIR's Gaussian z_what, not {type(model.what).__name__}")
+    device, c = next(model.parameters()).device, model.config
+    was_training = model.training
+    model.eval()
+    counts = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = model.check_canvas(images[start:start + batch_size].to(device))
+            trace = model._infer(x, greedy=True, keep_baseline_inputs=False, max_steps=max_steps,
+                                 keep_painted=True, every_step=True)
+            steps = trace.pres.shape[1]
+            prior = (Normal(model.prior_where_loc, model.prior_where_std).log_prob(trace.where).sum(-1)
+                     + Normal(0.0, 1.0).log_prob(trace.what).sum(-1) + math.log(c.prior_pres))
+            canvases = torch.cat([torch.zeros_like(x)[:, None], trace.painted.cumsum(1)], 1)  # (B, N+1, ..)
+            likelihood = torch.stack([model.log_likelihood(x, canvases[:, n]) for n in range(steps + 1)], 1)
+            stop = torch.full((steps + 1,), math.log(1 - c.prior_pres), device=device)
+            stop[-1] = 0.0
+            joint = likelihood + F.pad(prior.cumsum(1), (1, 0)) + stop
+            counts.append(joint.argmax(1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)

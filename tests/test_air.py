@@ -421,3 +421,23 @@ def test_the_joint_count_is_the_number_of_objects_that_explains_the_canvas():
     assert torch.equal(joint_counts(model, first.clamp(0, 1), max_steps=4), torch.ones(3, dtype=torch.long))
     with pytest.raises(ValueError, match="needs AIR's Gaussian z_what"):
         joint_counts(types.SimpleNamespace(what=None), blank)
+
+
+def test_the_further_counting_words_follow_the_recorded_numbers():
+    from objectcentric.chapters import air as chapter
+
+    def beyond(greedy, joint, zero_two=0.99):
+        return {"count_accuracy": zero_two, "count_accuracy_by_digits": dict(zip("345", greedy)),
+                "count_accuracy_joint": {"0-2": zero_two, **dict(zip("345", joint))}}
+
+    shipped = beyond((0.958, 0.8535, 0.2035), (0.965, 0.8945, 0.064))
+    sizes = {**beyond((0.97, 0.92, 0.93), (0.975, 0.95, 0.91)), "digit_sizes": [16, 24]}
+    rows = chapter.further_rows({chapter.SIZES_KEY: sizes}, shipped, "shipped model")
+    assert list(rows) == ["shipped model", "trained on 16-24 px digits"]
+    assert chapter.further_rows(None, shipped, "x") == {"x": shipped}
+    html = chapter.further_table(rows, "recorded").data
+    assert "89.5 %" in html and "93.0 %" in html and "shipped model: joint probability" in html
+    words = chapter.further_words(rows)
+    assert "four digits right 89.5 % of the time instead of 85.4 %" in words
+    assert "reaches 97.5 % on 3, 95.0 % on 4, 93.0 % on 5." in words and "short" not in words
+    assert "short on 4 and 5 digits" in chapter.further_words({"shipped model": shipped})

@@ -393,8 +393,12 @@ def further_words(rows: dict[str, dict]) -> str:
         if total:
             overlap = sum(v["two_windows_overlap"] for v in repeats.values())
             words += (f" Its errors are mostly extra objects: on {overlap:,} of the {total:,} canvases it counts "
-                      "too many, two of its windows overlap, one digit explained twice; windows that may now "
-                      "be small can take a large digit in two halves.")
+                      "too many, two of its windows overlap, one digit explained twice.")
+        iou, base_iou = r.get("mean_iou") or {}, base.get("mean_iou") or {}
+        if "4" in iou and "4" in base_iou:
+            words += (f" Its windows also sit less well on the digits (mean IoU on four digits {iou['4']:.2f}, "
+                      f"against {base_iou['4']:.2f} for the {first}); in the figure below, many are larger than "
+                      "the digits they explain.")
     short = [k for k, aim in SIZES_AIM.items() if best[k] < aim]
     aims = ", ".join(f"{pct(SIZES_AIM[k], 0)} on {k} digits" for k in SIZES_AIM)
     if short:

@@ -389,9 +389,11 @@ chapter.iou_table(beyond, scope)
 # number $n$ of proposed objects whose joint probability is largest,
 #
 # $$
-# \hat n = \arg\max_n \; \log p(x \mid z_{1:n}) + \sum_{i \le n} \big[\log
-# p(z^{\text{where}}_i) + \log p(z^{\text{what}}_i)\big] + n \log \rho + [n < N]
-# \log(1 - \rho),
+# \begin{aligned}
+# \hat n = \arg\max_n \; & \log p(x \mid z_{1:n}) \\
+# & + \textstyle\sum_{i \le n} \big[\log p(z^{\text{where}}_i) + \log p(z^{\text{what}}_i)\big] \\
+# & + n \log \rho + [n < N] \log(1 - \rho),
+# \end{aligned}
 # $$
 #
 # with each object's latents at their inferred means, $\rho$ the prior's presence

@@ -635,7 +635,7 @@ else:
 # is all but certain of one class, a thousand samples draw nothing else; their
 # estimates are then almost identical, the standard error is almost zero, and the
 # tiny contribution of the classes never drawn, which the exact gradient includes,
-# amounts to a vast number of those standard errors. That is a rare event missed, not a
+# amounts to a vast number of those standard errors. That is a rare event overlooked, not a
 # bias. REBAR's and RELAX's relaxed terms vary with every draw of $z$ even when $b$
 # does not, and carry some of the other classes' costs, so their standard errors
 # are honest and their z-scores are near 1, as an unbiased estimator's should be.

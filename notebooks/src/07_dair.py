@@ -279,7 +279,7 @@ chapter.step_explorer(model, test, test3, mapping, device=device)
 # digits during training). A found object is matched to a true digit by their
 # centres, one to one (the Hungarian algorithm on the distances, pairs more than
 # half a digit apart left unmatched). A digit is **named right** if its matched
-# object's class maps to its digit, and the share counts a missed digit and an
+# object's class maps to its digit, and the share counts an overlooked digit and an
 # extra object as one error each. A **scene** is right if its count is right and
 # every digit in it is named right. Two mappings are reported: the one fitted on
 # the labelling canvases, the honest score, and one refitted on the test canvases
@@ -415,7 +415,7 @@ display(Markdown(chapter.seed_words(results)))
 # right. The counting errors on the test canvases fall into four kinds: one digit
 # explained by two objects (two windows within half a digit of the same digit,
 # each painting part of it), an object where no digit is, two digits inside one
-# window, and a digit simply missed.
+# window, and a digit simply overlooked.
 
 # %%
 display(chapter.counting_error_table(evaluated, chapter.caveat(MODE)))
@@ -430,7 +430,7 @@ fig = chapter.counting_errors_figure(model, evaluated, device=device)
 # draw any stroke it likes. What it leaves unexplained is, to the next step of the
 # difference network, a little more ink, and if painting a second prototype over it
 # lowers the reconstruction error by more than the object costs in KL, a second
-# window appears. The opposite errors, two digits in one window and a digit missed,
+# window appears. The opposite errors, two digits in one window and a digit overlooked,
 # happen where two digits touch and one prototype covers both well enough, or where
 # a thin digit (often a 1) leaves too little ink to pay for an object.
 #
